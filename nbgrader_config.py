@@ -1,0 +1,33 @@
+"""nbgrader configuration for the course (run nbgrader from the repository root).
+
+Instructor commands: see docs/instructor.md. Grades come from the trusted grader
+(``python -m pgcheck.grading autograde NAME``), which runs ``nbgrader autograde`` and then
+overrides the scores of the test cells with the isolated re-run.
+"""
+
+import os
+
+c = get_config()  # noqa: F821  (injected by nbgrader)
+os.makedirs("course", exist_ok=True)
+
+c.CourseDirectory.root = "."
+c.CourseDirectory.source_directory = "solutions"
+c.CourseDirectory.release_directory = "notebooks"
+c.CourseDirectory.submitted_directory = "course/submitted"
+c.CourseDirectory.autograded_directory = "course/autograded"
+c.CourseDirectory.feedback_directory = "course/feedback"
+c.CourseDirectory.db_url = "sqlite:///course/gradebook.db"
+c.CourseDirectory.course_id = "policy-gradient"
+
+# every cell may take 2 minutes (training cells); a cell that runs longer is interrupted
+# and the rest of the notebook still runs
+c.Execute.timeout = 120
+c.Execute.interrupt_on_timeout = True
+c.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE\nraise NotImplementedError()"}
+
+# feedback: hidden tests show neither their source nor their traceback
+c.GenerateFeedback.preprocessors = [
+    "nbgrader.preprocessors.GetGrades",
+    "nbconvert.preprocessors.CSSHTMLHeaderPreprocessor",
+    "pgcheck.grading.feedback.HideHiddenTests",
+]

@@ -1,0 +1,7 @@
+"""``python -m pgcheck path/to/file.py:function``."""
+
+import sys
+
+from pgcheck.cli import main
+
+sys.exit(main())

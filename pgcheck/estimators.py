@@ -1,0 +1,331 @@
+"""A zoo of pseudo-losses: correct policy-gradient estimators and the common mistakes.
+
+Every function takes inputs from :data:`pgcheck.vocabulary.VOCABULARY` by name and returns the
+scalar to minimise. :data:`CORRECT` must pass :func:`pgcheck.check_pseudo_loss`; each entry of
+:data:`MISTAKES` must fail (or, for the scaled ones, pass with a note) with its diagnosis code.
+The diagnosis matches a learner's expected gradient against these references.
+
+Notation: G_t = Σ_{t'≥t} γ^{t'-t} r_{t'} (``q_values``), R(τ) = Σ_t γ^t r_t (``returns``),
+the correct weight of log π(a_t|s_t) is γ^t G_t (or R(τ), or either minus a baseline b(s_t)).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cache
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+Loss = Callable[..., Tensor]
+
+
+def discounts(gamma: float, T: int) -> Tensor:
+    """γ^t for t = 0..T-1."""
+    return gamma ** torch.arange(T, dtype=torch.float64)
+
+
+def weighted_log_probs(weights: Tensor, log_probs: Tensor, mask: Tensor) -> Tensor:
+    """L = −(1/B) Σ_i Σ_t mask·w_t·log π(a_t|s_t) (weights detached)."""
+    return -(weights.detach() * log_probs * mask).sum(-1).mean()
+
+
+# =========================================================================== correct
+def full_return(log_probs: Tensor, returns: Tensor, mask: Tensor) -> Tensor:
+    """∇J = E[R(τ) Σ_t ∇log π(a_t|s_t)]: the whole return at every step."""
+    return weighted_log_probs(returns[:, None].expand_as(log_probs), log_probs, mask)
+
+
+def reward_to_go(log_probs: Tensor, q_values: Tensor, gamma: float, mask: Tensor) -> Tensor:
+    """∇J = E[Σ_t γ^t G_t ∇log π(a_t|s_t)]: causality drops the past rewards."""
+    return weighted_log_probs(discounts(gamma, mask.shape[1]) * q_values, log_probs, mask)
+
+
+def constant_baseline(log_probs: Tensor, q_values: Tensor, gamma: float, mask: Tensor) -> Tensor:
+    """γ^t (G_t − b) with a constant b: E[b ∇log π] = 0."""
+    return weighted_log_probs(discounts(gamma, mask.shape[1]) * (q_values - 0.7), log_probs, mask)
+
+
+def state_value_baseline(log_probs: Tensor, q_values: Tensor, values: Tensor, gamma: float,
+                         mask: Tensor) -> Tensor:
+    """γ^t (G_t − V(s_t)) with V detached: the advantage estimate."""
+    adv = q_values - values.detach()
+    return weighted_log_probs(discounts(gamma, mask.shape[1]) * adv, log_probs, mask)
+
+
+def leave_one_out_baseline(log_probs: Tensor, returns: Tensor, mask: Tensor) -> Tensor:
+    """R(τ_i) − mean_{j≠i} R(τ_j): the baseline is independent of trajectory i."""
+    B = returns.shape[0]
+    others = (returns.sum() - returns) / max(B - 1, 1)
+    return weighted_log_probs((returns - others)[:, None].expand_as(log_probs), log_probs, mask)
+
+
+def magic_box(log_probs: Tensor, q_values: Tensor, gamma: float, mask: Tensor) -> Tensor:
+    """DiCE: ⊡(x) = exp(x − x.detach()) is 1 in value and has gradient ∇x."""
+    lp = log_probs * mask
+    box = torch.exp(lp - lp.detach())
+    return -(box * discounts(gamma, mask.shape[1]) * q_values * mask).sum(-1).mean()
+
+
+def cross_entropy_form(logits: Tensor, actions: Tensor, q_values: Tensor, gamma: float,
+                       mask: Tensor) -> Tensor:
+    """The lecture's form: cross-entropy with the sampled actions as labels = −log π(a|s)."""
+    B, T, A = logits.shape
+    nll = F.cross_entropy(logits.reshape(B * T, A), actions.reshape(B * T),
+                          reduction="none").reshape(B, T)
+    return (nll * discounts(gamma, T) * q_values * mask).sum(-1).mean()
+
+
+def loop_style(dist: Any, actions: Tensor, rewards: Tensor, gamma: float,
+               lengths: Tensor) -> Tensor:
+    """One trajectory at a time with Python loops, as in many tutorials."""
+    log_probs = dist.log_prob(actions)
+    total = 0.0
+    for i in range(actions.shape[0]):
+        T = int(lengths[i])
+        g = 0.0
+        for t in reversed(range(T)):
+            g = float(rewards[i, t]) + gamma * g
+            total = total - (gamma**t) * g * log_probs[i, t]
+    return total / actions.shape[0]
+
+
+def numpy_style(log_probs: Tensor, rewards: Tensor, gamma: float, mask: Tensor) -> Tensor:
+    """Weights computed with numpy (they carry no gradient anyway)."""
+    r = rewards.numpy()
+    g = np.zeros_like(r)
+    running = np.zeros(r.shape[0])
+    for t in range(r.shape[1] - 1, -1, -1):
+        running = r[:, t] + gamma * running
+        g[:, t] = running
+    w = torch.from_numpy(g * gamma ** np.arange(r.shape[1]))
+    return weighted_log_probs(w, log_probs, mask)
+
+
+CORRECT: dict[str, Loss] = {
+    "full_return": full_return,
+    "reward_to_go": reward_to_go,
+    "constant_baseline": constant_baseline,
+    "state_value_baseline": state_value_baseline,
+    "leave_one_out_baseline": leave_one_out_baseline,
+    "magic_box": magic_box,
+    "cross_entropy_form": cross_entropy_form,
+    "loop_style": loop_style,
+    "numpy_style": numpy_style,
+}
+
+
+# =========================================================================== weight patterns
+def _cumsum_discounted_from_start(rewards: Tensor, gamma: float) -> Tensor:
+    return torch.cumsum(rewards * discounts(gamma, rewards.shape[1]), -1)
+
+
+def _forward_loop(rewards: Tensor, gamma: float) -> Tensor:
+    out, running = torch.zeros_like(rewards), torch.zeros_like(rewards[:, 0])
+    for t in range(rewards.shape[1]):
+        running = rewards[:, t] + gamma * running
+        out[:, t] = running
+    return out
+
+
+def _undiscounted_rtg(rewards: Tensor) -> Tensor:
+    return torch.flip(torch.cumsum(torch.flip(rewards, [-1]), -1), [-1])
+
+
+#: weight patterns w_t (before the optional γ^t factor), as functions of the batch
+PATTERNS: dict[str, Callable[..., Tensor]] = {
+    "reward_to_go": lambda q, r, R, g: q,
+    "full_return": lambda q, r, R, g: R[:, None].expand_as(q),
+    "drops_current_reward": lambda q, r, R, g: q - r,
+    "immediate_reward": lambda q, r, R, g: r,
+    "reward_to_come": lambda q, r, R, g: _cumsum_discounted_from_start(r, g),
+    "discount_backwards": lambda q, r, R, g: _forward_loop(r, g),
+    "undiscounted_return": lambda q, r, R, g: r.sum(-1, keepdim=True).expand_as(q),
+    "undiscounted_reward_to_go": lambda q, r, R, g: _undiscounted_rtg(r),
+}
+
+
+@dataclass(frozen=True)
+class WeightSpec:
+    """A weight pattern and its variations: L = −(1/B) Σ_i c_i Σ_t [γ^t] w_t · score_t [· mask].
+
+    ``score_t`` is log π(a_t|s_t), or π(a_t|s_t) with ``probs``; c_i = 1/T_i with
+    ``per_episode_mean``.
+    """
+
+    code: str
+    pattern: str
+    gamma_t: bool
+    use_mask: bool = True
+    per_episode_mean: bool = False
+    probs: bool = False
+
+    def weights(self, q_values: Tensor, rewards: Tensor, returns: Tensor, gamma: float,
+                mask: Tensor, lengths: Tensor) -> Tensor:
+        """The coefficient of log π(a_t|s_t) (of π(a_t|s_t) with ``probs``) [B, T]."""
+        w = PATTERNS[self.pattern](q_values, rewards, returns, gamma)
+        if self.gamma_t:
+            w = w * discounts(gamma, mask.shape[1])
+        if self.use_mask:
+            w = w * mask
+        if self.per_episode_mean:
+            w = w / lengths.to(w.dtype)[:, None]
+        return w
+
+    def loss(self) -> Loss:
+        """The pseudo-loss with these weights."""
+
+        def loss(log_probs: Tensor, q_values: Tensor, rewards: Tensor, returns: Tensor,
+                 gamma: float, mask: Tensor, lengths: Tensor) -> Tensor:
+            w = self.weights(q_values, rewards, returns, gamma, mask, lengths)
+            score = log_probs.exp() if self.probs else log_probs
+            return -(w.detach() * score).sum(-1).mean()
+
+        loss.__name__ = self.code.replace("+", "__")
+        return loss
+
+
+def pattern_loss(pattern: str, *, gamma_t: bool, use_mask: bool = True,
+                 per_episode_mean: bool = False, probs: bool = False) -> Loss:
+    """−(1/B) Σ_i c_i Σ_t [γ^t] w_t · log π(a_t|s_t) [· mask] for a weight pattern."""
+    return WeightSpec(pattern, pattern, gamma_t, use_mask, per_episode_mean, probs).loss()
+
+
+def _correct_gamma_t(pattern: str) -> bool:
+    """Whether the pattern needs the γ^t factor to be correct (G_t does, R(τ) doesn't)."""
+    return pattern not in ("full_return", "undiscounted_return", "reward_to_come")
+
+
+# =========================================================================== named mistakes
+def sign_flipped(log_probs: Tensor, q_values: Tensor, gamma: float, mask: Tensor) -> Tensor:
+    """+J surrogate: minimising it descends J."""
+    return -reward_to_go(log_probs, q_values, gamma, mask)
+
+
+def probs_times_q(probs: Tensor, actions: Tensor, q_values: Tensor, gamma: float,
+                  mask: Tensor) -> Tensor:
+    """π(a_t|s_t) instead of log π(a_t|s_t)."""
+    p_taken = probs.gather(-1, actions[..., None]).squeeze(-1)
+    return -(discounts(gamma, mask.shape[1]) * q_values * p_taken * mask).sum(-1).mean()
+
+
+def softmax_times_q(probs: Tensor, q_values: Tensor, mask: Tensor) -> Tensor:
+    """The forum's proposal: mean of softmax(logits) · q over every action: gradient exactly 0."""
+    return -(probs * (q_values * mask)[..., None]).sum(-1).mean()
+
+
+def values_not_detached(log_probs: Tensor, q_values: Tensor, values: Tensor, gamma: float,
+                        mask: Tensor) -> Tensor:
+    """A baseline that carries θ: ∇ flows into V(s_t) as well."""
+    w = discounts(gamma, mask.shape[1]) * (q_values - values)
+    return -(w * log_probs * mask).sum(-1).mean()
+
+
+def action_dependent_baseline(log_probs: Tensor, q_values: Tensor, actions: Tensor,
+                              gamma: float, mask: Tensor) -> Tensor:
+    """Subtracts b(s,a) that depends on the action taken: E[b ∇log π] ≠ 0."""
+    b = 0.5 + 0.8 * actions.to(torch.float64)
+    return weighted_log_probs(discounts(gamma, mask.shape[1]) * (q_values - b), log_probs, mask)
+
+
+def advantage_normalisation(log_probs: Tensor, q_values: Tensor, gamma: float,
+                            mask: Tensor) -> Tensor:
+    """(w − mean)/std over the batch: biased for a finite batch."""
+    w = discounts(gamma, mask.shape[1]) * q_values
+    real = mask.bool()
+    mu, sd = w[real].mean(), w[real].std(unbiased=False)
+    return weighted_log_probs((w - mu) / (sd + 1e-8), log_probs, mask)
+
+
+def return_normalisation(log_probs: Tensor, returns: Tensor, mask: Tensor) -> Tensor:
+    """(R − mean)/std over the batch of returns: biased for a finite batch."""
+    w = (returns - returns.mean()) / (returns.std(unbiased=False) + 1e-8)
+    return weighted_log_probs(w[:, None].expand_as(log_probs), log_probs, mask)
+
+
+def sum_over_batch(log_probs: Tensor, q_values: Tensor, gamma: float, mask: Tensor) -> Tensor:
+    """Sum instead of mean over trajectories: B·∇J (scaled)."""
+    return -(discounts(gamma, mask.shape[1]) * q_values * log_probs * mask).sum()
+
+
+def mean_over_steps(log_probs: Tensor, q_values: Tensor, gamma: float, mask: Tensor) -> Tensor:
+    """.mean() over all B×T entries: ∇J / T (scaled)."""
+    return -(discounts(gamma, mask.shape[1]) * q_values * log_probs * mask).mean()
+
+
+def everything_detached(log_probs: Tensor, q_values: Tensor, mask: Tensor) -> Tensor:
+    """No path to θ."""
+    return -(q_values * log_probs.detach() * mask).sum(-1).mean()
+
+
+#: (diagnosis code, loss). Scaled ones pass with a note; everything_detached is an error.
+MISTAKES: dict[str, Loss] = {
+    "sign_flipped": sign_flipped,
+    "probs_instead_of_log_probs": probs_times_q,
+    "zero_gradient": softmax_times_q,
+    "theta_leak": values_not_detached,
+    "action_dependent_baseline": action_dependent_baseline,
+    "drops_current_reward": pattern_loss("drops_current_reward", gamma_t=True),
+    "reward_to_come": pattern_loss("reward_to_come", gamma_t=False),
+    "immediate_reward": pattern_loss("immediate_reward", gamma_t=True),
+    "missing_gamma_t": pattern_loss("reward_to_go", gamma_t=False),
+    "discount_backwards": pattern_loss("discount_backwards", gamma_t=True),
+    "per_episode_mean": pattern_loss("reward_to_go", gamma_t=True, per_episode_mean=True),
+    "forgotten_mask": pattern_loss("full_return", gamma_t=False, use_mask=False),
+    "advantage_normalisation": advantage_normalisation,
+    "sum_over_batch": sum_over_batch,
+    "mean_over_steps": mean_over_steps,
+    "no_path_to_theta": everything_detached,
+}
+
+#: Diagnoses that still pass (a positive multiple of ∇J).
+SCALED = frozenset({"sum_over_batch", "mean_over_steps"})
+
+
+@cache
+def weight_bank() -> list[WeightSpec]:
+    """Weight patterns for diagnosis, most common first.
+
+    Codes join several mistakes with '+', e.g. ``reward_to_come+forgotten_mask``.
+    """
+    bank: list[WeightSpec] = []
+    for probs in (False, True):
+        for pattern in PATTERNS:
+            base = "" if pattern in ("reward_to_go", "full_return") else pattern
+            needs = _correct_gamma_t(pattern)
+            for gamma_t in (needs, not needs):
+                for use_mask in (True, False):
+                    for per_ep in (False, True):
+                        parts = [base] if base else []
+                        if probs:
+                            parts.insert(0, "probs_instead_of_log_probs")
+                        if gamma_t != needs:
+                            parts.append("missing_gamma_t" if needs else "discounted_twice")
+                        if not use_mask:
+                            parts.append("forgotten_mask")
+                        if per_ep:
+                            parts.append("per_episode_mean")
+                        code = "+".join(parts) or "correct"
+                        bank.append(WeightSpec(code, pattern, gamma_t, use_mask, per_ep, probs))
+    return bank
+
+
+@cache
+def reference_bank() -> list[tuple[str, Loss]]:
+    """Reference estimators for diagnosis by expected gradient: (code, loss)."""
+    named = [("probs_instead_of_log_probs", probs_times_q),
+             ("action_dependent_baseline", action_dependent_baseline)]
+    return [("correct", reward_to_go)] + named + [(w.code, w.loss()) for w in weight_bank()]
+
+
+@cache
+def mixing_bank() -> list[tuple[str, Loss]]:
+    """References that mix trajectories in a batch (checked over batches of two)."""
+    return [
+        ("advantage_normalisation", advantage_normalisation),
+        ("advantage_normalisation", return_normalisation),
+    ]

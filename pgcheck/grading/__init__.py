@@ -1,0 +1,69 @@
+"""Grading: the one-line entry point of hidden test cells and the trusted isolated grader.
+
+Hidden test cells of the course notebooks contain exactly one call::
+
+    pgcheck.grading.hidden_test("<check name>", "<function name>", **literal_options)
+
+Inside the student's kernel (``nbgrader autograde``, or a learner running the cell) this runs
+the registered check on the learner's function and raises ``AssertionError("hidden test
+failed")`` -- nothing else -- when it does not pass. That in-kernel score can be faked from
+inside the notebook, so instructors grade with the trusted grader
+(:mod:`pgcheck.grading.trusted`, ``python -m pgcheck.grading autograde``), which parses these
+calls from the instructor's source notebook and re-runs each check with the learner's code
+in a separate isolated process.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+__all__ = ["hidden_test"]
+
+_FAILED = "hidden test failed"
+
+
+def _find_function(function_name: str, caller_globals: dict[str, Any]) -> Any:
+    """The learner's function: the caller's global of that name, else ``__main__``'s."""
+    if function_name in caller_globals:
+        return caller_globals[function_name]
+    main = sys.modules.get("__main__")
+    if main is not None and hasattr(main, function_name):
+        return getattr(main, function_name)
+    return None
+
+
+def hidden_test(check: str, function_name: str, **options: Any) -> None:
+    """Run the registered check ``check`` on the learner's function ``function_name``.
+
+    Args:
+        check: a key of :data:`pgcheck.registry.REGISTRY` (e.g. ``"pseudo_loss"``).
+        function_name: the name of the learner's function in the notebook's namespace.
+        **options: literal options passed to the check.
+
+    Returns:
+        None (so that nbgrader never reads the cell's value as partial credit).
+
+    Raises:
+        AssertionError: ``"hidden test failed"``, with no further detail, when the function is
+            missing or the check does not pass. Nothing is written to stdout or stderr.
+    """
+    __tracebackhide__ = True  # noqa: F841 - IPython hides this frame in tracebacks
+    passed = False
+    try:
+        import pgcheck  # noqa: F401 - importing pgcheck registers its checks
+        from pgcheck.registry import REGISTRY
+        from pgcheck.sandbox import quiet
+
+        with quiet():
+            caller = sys._getframe(1).f_globals
+            fn = _find_function(function_name, caller)
+            registered = REGISTRY.get(check)
+            if callable(fn) and registered is not None:
+                report = registered(fn, **options)
+                passed = type(report.passed) is bool and report.passed is True
+    except Exception:  # noqa: BLE001 - any failure is a failed hidden test, with no detail
+        passed = False
+    if not passed:
+        raise AssertionError(_FAILED) from None
+    return None
