@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import torch
 from torch import Tensor
 
 #: Relative tolerance on ‖E[ĝ] − ∇J‖ / ‖∇J‖. Correct estimators are exact to ~1e-14 in

@@ -88,6 +88,10 @@ def learner_call(fn: Callable[..., Any], args: dict[str, Any], budget: Budget,
         message = result.error.message
         if result.error.kind == "timeout":
             message = timeout_message(name, budget.total)
+        elif result.error.kind == "global-state":
+            message = message.replace("A pseudo-loss must be a deterministic function of the "
+                                      "batch it is given.", "It must be a deterministic function "
+                                      "of its inputs: don't seed or draw random numbers in it.")
         elif "requires grad" in message and "numpy" in message:
             message += (" pgcheck passes inputs that require grad because this quantity must "
                         "be differentiable: compute it with torch operations, not numpy.")
@@ -155,6 +159,25 @@ def read_output(value: Any, shape: tuple[int, ...], name: str, what: str,
 def finite_or_none(arr: np.ndarray) -> list[Any]:
     """A flat list of floats, with None where the value is NaN or inf (JSON has no NaN)."""
     return [float(v) if math.isfinite(v) else None for v in arr.reshape(-1).tolist()]
+
+
+def _clean_value(v: Any) -> Any:
+    if isinstance(v, float) and not math.isfinite(v):
+        return str(v)  # "nan" / "inf": readable, JSON-able, and equal to itself
+    if isinstance(v, list | tuple):
+        return [_clean_value(u) for u in v]
+    return v
+
+
+def finite_rows(judge: Callable[..., Report]) -> Callable[..., Report]:
+    """Decorate a judge so that NaN/inf in its report's table become the strings "nan"/"inf"."""
+    @functools.wraps(judge)
+    def wrapped(measurement: dict[str, Any], **options: Any) -> Report:
+        report = judge(measurement, **options)
+        for row in report.rows:
+            row.columns = {k: _clean_value(v) for k, v in row.columns.items()}
+        return report
+    return wrapped
 
 
 def usage_error(check: str, message: str) -> dict[str, Any]:
@@ -404,6 +427,7 @@ LOG_PROB_DIAGNOSES: dict[str, str] = {
 }
 
 
+@finite_rows
 def judge_log_prob(measurement: dict[str, Any], *, policy: str = "softmax",
                    timeout: float = DEFAULT_TIMEOUT, rtol: float = 1e-6, atol: float = 1e-9,
                    require_grad: bool = True, **unknown: Any) -> Report:
@@ -765,6 +789,7 @@ def _measure_score_function(fn: Callable[..., Any], policy: str,
             "output": budget.output}
 
 
+@finite_rows
 def judge_score_function(measurement: dict[str, Any], *, policy: str = "softmax_linear",
                          timeout: float = DEFAULT_TIMEOUT, rtol: float = 1e-6,
                          atol: float = 1e-8, **unknown: Any) -> Report:
@@ -1206,6 +1231,7 @@ def _sample(family: str, theta: torch.Tensor, n: int, gen: torch.Generator) -> t
     return theta[0] + theta[1].exp() * torch.randn(n, generator=gen, dtype=DTYPE)
 
 
+@finite_rows
 def judge_score_estimator(measurement: dict[str, Any], *, family: str = "gaussian",
                           f: Any = None, timeout: float = DEFAULT_TIMEOUT, rtol: float = 1e-6,
                           atol: float = 1e-8, batch_size: int = 16, n_batches: int = 32,

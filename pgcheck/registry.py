@@ -1,6 +1,7 @@
 """The registry of checks, split into a learner side and a reference side.
 
-Every check ``check_X(fn, **options)`` is the composition ``judge(measure(fn, **options), **options)``:
+Every check ``check_X(fn, **options)`` is the composition
+``judge(measure(fn, **options), **options)``:
 
 * ``measure(fn, **options) -> dict`` calls the learner's code and returns only plain
   JSON-able numbers (lists of floats, ints, strings, bools);
@@ -46,7 +47,7 @@ def register(name: str, measure: Measure, judge: Judge) -> Check:
 
 
 def run_check(check: Check, fn: Callable[..., Any], **options: Any) -> Report:
-    """Measure then judge; any unexpected failure becomes an ``"error"`` report, never a traceback."""
+    """Measure then judge; an unexpected failure becomes an ``"error"`` report, not a traceback."""
     from pgcheck.sandbox import guarded_state, quiet, single_thread
 
     with quiet(), guarded_state(), single_thread():

@@ -188,7 +188,8 @@ def _learner_frames(exc: BaseException) -> str:
     f = own[-1]
     where = ("your code" if f.filename.startswith("<") or "ipykernel" in f.filename
              else f.filename.rsplit("/", 1)[-1])
-    return f" (in {where}, line {f.lineno}: {f.line})" if f.line else f" (in {where}, line {f.lineno})"
+    code = f": {f.line}" if f.line else ""
+    return f" (in {where}, line {f.lineno}{code})"
 
 
 def call_learner(fn: Callable[..., Any], kwargs: dict[str, Any], *, seconds: float,

@@ -13,6 +13,7 @@ from typing import Any
 from nbconvert.preprocessors import Preprocessor
 from nbformat import NotebookNode
 from nbformat.v4 import new_output
+from traitlets import Bool
 
 from pgcheck.grading.notebook import BEGIN_HIDDEN, END_HIDDEN, nbgrader_meta, split_hidden
 
@@ -30,6 +31,9 @@ def is_hidden_test_cell(cell: NotebookNode) -> bool:
 
 class HideHiddenTests(Preprocessor):
     """Replace hidden test sources and outputs before the feedback HTML is written."""
+
+    enabled = Bool(True, help="on by default once listed in GenerateFeedback.preprocessors"
+                   ).tag(config=True)
 
     def preprocess_cell(self, cell: NotebookNode, resources: dict[str, Any],
                         index: int) -> tuple[NotebookNode, dict[str, Any]]:

@@ -242,6 +242,11 @@ def record_in_gradebook(grades: Sequence[CellGrade], db_url: str) -> int:
             try:
                 gb.find_submission(grade.assignment, grade.student)
             except MissingEntry:
+                try:
+                    gb.find_assignment(grade.assignment)
+                except MissingEntry:
+                    raise MissingEntry(f"assignment {grade.assignment!r} is not in the gradebook "
+                                       "(release it first)") from None
                 gb.update_or_create_student(grade.student)
                 gb.add_submission(grade.assignment, grade.student)
             try:

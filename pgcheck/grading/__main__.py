@@ -1,0 +1,5 @@
+"""``python -m pgcheck.grading``: the instructor's release and trusted autograde commands."""
+
+from pgcheck.grading.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,207 @@
+"""Instructor commands: ``python -m pgcheck.grading {release,autograde,grade}``.
+
+* ``release [NAME ...]``: check the grading contract of every source notebook, then
+  regenerate the student notebooks in ``notebooks/`` with ``nbgrader generate_assignment``.
+* ``autograde NAME [--student ID ...]``: ``nbgrader autograde`` (autograded notebooks for
+  feedback and manual grading), then the trusted isolated grader, whose scores replace the
+  test cells' scores in the gradebook and go to ``course/trusted/NAME.csv``.
+* ``grade SOURCE SUBMISSION``: trusted-grade one notebook file and print the cell grades.
+
+Run them from the course root (the folder with ``nbgrader_config.py``) or pass ``--root``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from pgcheck.grading.notebook import GradingSpecError, assignment_notebooks, parse_source
+from pgcheck.grading.trusted import (
+    DEFAULT_CELL_TIMEOUT,
+    DEFAULT_TIMEOUT,
+    CellGrade,
+    Submission,
+    grade_notebook,
+    grade_submissions,
+    record_in_gradebook,
+    write_csv,
+)
+
+
+def course_config(root: Path) -> Any:
+    """nbgrader's CourseDirectory for the course at ``root`` (reads its nbgrader_config.py)."""
+    from nbgrader.coursedir import CourseDirectory
+    from traitlets.config.loader import PyFileConfigLoader
+
+    config = PyFileConfigLoader("nbgrader_config.py", path=str(root)).load_config()
+    return CourseDirectory(config=config), config
+
+
+def _with_interpreter_on_path() -> None:
+    """nbgrader's gradebook runs ``alembic`` from PATH: put this interpreter's bin/ first."""
+    bindir = str(Path(sys.executable).parent)
+    path = os.environ.get("PATH", "")
+    if bindir not in path.split(os.pathsep):
+        os.environ["PATH"] = bindir + (os.pathsep + path if path else "")
+
+
+def _nbgrader(args: Sequence[str], root: Path) -> int:
+    _with_interpreter_on_path()
+    command = [sys.executable, "-m", "nbgrader", *args]
+    print("$ nbgrader " + " ".join(args), flush=True)
+    return subprocess.run(command, cwd=root, check=False).returncode
+
+
+def _assignments(root: Path, source_directory: str, names: Sequence[str]) -> list[str]:
+    found = sorted(p.name for p in (root / source_directory).iterdir()
+                   if p.is_dir() and not p.name.startswith((".", "_")))
+    if not names:
+        return found
+    missing = [n for n in names if n not in found]
+    if missing:
+        raise SystemExit(f"no such assignment in {source_directory}/: {', '.join(missing)}")
+    return list(names)
+
+
+def cmd_release(args: argparse.Namespace) -> int:
+    """Check the contract, then regenerate the student notebooks of the assignments."""
+    root = Path(args.root).resolve()
+    coursedir, _ = course_config(root)
+    names = _assignments(root, coursedir.source_directory, args.names)
+    problems = []
+    for name in names:
+        for path in assignment_notebooks(root / coursedir.source_directory / name):
+            try:
+                parse_source(path)
+            except GradingSpecError as exc:
+                problems.append(str(exc))
+    if problems:
+        print("the grading contract is broken:\n  " + "\n  ".join(problems), file=sys.stderr)
+        return 2
+    status = 0
+    for name in names:
+        status |= _nbgrader(["generate_assignment", name, "--force"], root)
+    return status
+
+
+def _print_summary(grades: Sequence[CellGrade]) -> None:
+    totals: dict[tuple[str, str], list[float]] = {}
+    problems: dict[tuple[str, str], list[str]] = {}
+    for g in grades:
+        key = (g.student, g.assignment)
+        totals.setdefault(key, [0.0, 0.0])
+        totals[key][0] += g.score
+        totals[key][1] += g.points
+        if g.status != "passed":
+            problems.setdefault(key, []).append(f"{g.grade_id}: {g.status}")
+    for (student, assignment), (score, points) in sorted(totals.items()):
+        extra = "; ".join(problems.get((student, assignment), []))
+        print(f"{student:<20} {assignment:<28} {score:6.1f} / {points:<6.1f} {extra}")
+
+
+def cmd_autograde(args: argparse.Namespace) -> int:
+    """nbgrader autograde, then the trusted grader's scores into the gradebook and a CSV."""
+    root = Path(args.root).resolve()
+    os.chdir(root)
+    coursedir, config = course_config(root)
+    name = args.assignment
+    source_dir = root / coursedir.source_directory / name
+    if not source_dir.is_dir():
+        raise SystemExit(f"no such assignment: {source_dir}")
+    submitted = root / coursedir.submitted_directory
+    students = args.student or sorted(
+        p.name for p in submitted.iterdir() if (p / name).is_dir()) if submitted.is_dir() else []
+    if not students:
+        print(f"no submissions of {name} in {submitted}")
+        return 0
+    started = time.monotonic()
+    if not args.skip_nbgrader:
+        extra = ["--force"] if args.force else []
+        if args.student:
+            for student in students:
+                _nbgrader(["autograde", name, f"--student={student}", *extra], root)
+        else:
+            _nbgrader(["autograde", name, *extra], root)
+    specs = [parse_source(p) for p in assignment_notebooks(source_dir)]
+    items = []
+    for student in students:
+        for spec in specs:
+            path = submitted / student / name / spec.path.name
+            items.append((Submission(student, name, path), spec))
+    print(f"trusted grader: {len(items)} notebook(s), {args.jobs or os.cpu_count()} worker(s)",
+          flush=True)
+    grades = grade_submissions(items, timeout=args.timeout, cell_timeout=args.cell_timeout,
+                               preload=args.preload, jobs=args.jobs)
+    csv_path = write_csv(grades, args.csv or root / "course" / "trusted" / f"{name}.csv")
+    _with_interpreter_on_path()
+    written = record_in_gradebook(grades, coursedir.db_url)
+    _print_summary(grades)
+    print(f"{written} trusted grades written to {coursedir.db_url}; table: {csv_path}; "
+          f"{time.monotonic() - started:.1f} s")
+    return 0
+
+
+def cmd_grade(args: argparse.Namespace) -> int:
+    """Trusted-grade one notebook file against its source and print the grades as JSON."""
+    grades = grade_notebook(args.source, args.submission, student=args.student,
+                            timeout=args.timeout, cell_timeout=args.cell_timeout,
+                            preload=args.preload, jobs=args.jobs)
+    print(json.dumps([asdict(g) for g in grades], indent=1))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``python -m pgcheck.grading``."""
+    parser = argparse.ArgumentParser(prog="python -m pgcheck.grading",
+                                     description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def common(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--jobs", type=int, default=None,
+                       help="isolated children run at once (default: number of CPUs)")
+        p.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT,
+                       help="seconds per isolated child (default %(default)s)")
+        p.add_argument("--cell-timeout", type=float, default=DEFAULT_CELL_TIMEOUT,
+                       help="seconds per answer cell inside the child (default %(default)s)")
+        p.add_argument("--preload", action="append", default=[], metavar="FILE",
+                       help="trusted Python file that registers extra checks (repeatable)")
+
+    p = sub.add_parser("release", help="regenerate the student notebooks from solutions/")
+    p.add_argument("names", nargs="*", help="assignments (default: all in solutions/)")
+    p.add_argument("--root", default=".", help="course root (default: current directory)")
+    p.set_defaults(func=cmd_release)
+
+    p = sub.add_parser("autograde", help="nbgrader autograde + trusted isolated grades")
+    p.add_argument("assignment")
+    p.add_argument("--student", action="append", default=[], help="only this student "
+                   "(repeatable; default: every submission)")
+    p.add_argument("--root", default=".", help="course root (default: current directory)")
+    p.add_argument("--csv", default=None, help="where to write the grade table "
+                   "(default course/trusted/NAME.csv)")
+    p.add_argument("--force", action="store_true", help="pass --force to nbgrader autograde")
+    p.add_argument("--skip-nbgrader", action="store_true",
+                   help="only the trusted grader (no autograded notebooks, no feedback)")
+    common(p)
+    p.set_defaults(func=cmd_autograde)
+
+    p = sub.add_parser("grade", help="trusted-grade one notebook file, print JSON")
+    p.add_argument("source", help="the instructor's notebook in solutions/")
+    p.add_argument("submission", help="the student's notebook")
+    p.add_argument("--student", default="student")
+    common(p)
+    p.set_defaults(func=cmd_grade)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``python -m pgcheck.grading``."""
+    args = build_parser().parse_args(argv)
+    return int(args.func(args))

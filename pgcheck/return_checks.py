@@ -1,0 +1,289 @@
+"""Check a learner's returns and reward-to-go against exact references.
+
+``check_returns(fn, kind=...)`` (registered as ``"returns"``) calls
+``fn(rewards [T] float64 tensor, gamma: float)`` on fixed reward sequences (length 1,
+random lengths, γ = 0, γ = 1 and 0 < γ < 1) and compares with
+
+* ``kind="return"``:                  R = Σ_t γ^t r_t                       (a scalar)
+* ``kind="reward_to_go"``:            G_t = Σ_{t'≥t} γ^{t'−t} r_{t'}          ([T])
+* ``kind="discounted_reward_to_go"``: γ^t G_t = Σ_{t'≥t} γ^{t'} r_{t'}        ([T])
+
+It recognises the common mistakes (G_0 at every t, reward-to-come, discount applied
+backwards, missing or extra γ^t, the off-by-one that drops the current reward, no discount,
+the immediate reward only, discounted rewards not summed, the vector in reverse order).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+
+from pgcheck.policy_checks import (
+    DEFAULT_TIMEOUT,
+    DTYPE,
+    Budget,
+    close,
+    error_report,
+    finite_rows,
+    fmt_vec,
+    learner_call,
+    output_notes,
+    read_output,
+    single_thread,
+    unknown_options,
+    usage_error,
+)
+from pgcheck.registry import REGISTRY, register
+from pgcheck.report import Report, Row
+
+KINDS = ("return", "reward_to_go", "discounted_reward_to_go")
+OPTIONS = ["kind", "timeout", "rtol", "atol"]
+
+
+def return_cases() -> list[tuple[list[float], float]]:
+    """The fixed test cases (rewards, γ): length 1, γ = 0 and γ = 1, random lengths and rewards."""
+    g = torch.Generator().manual_seed(4_242)
+
+    def rand(n: int) -> list[float]:
+        return [round(float(v), 3) for v in torch.randn(n, generator=g, dtype=DTYPE) * 2.0]
+
+    lengths = [int(v) for v in torch.randint(3, 12, (4,), generator=g)]
+    return [
+        ([2.5], 0.9),
+        (rand(lengths[0]), 0.9),
+        (rand(lengths[1]), 1.0),
+        (rand(lengths[2]), 0.0),
+        (rand(lengths[3]), 0.5),
+        ([0.0, 0.0, 1.0, -2.0, 0.0, 3.0], 0.8),
+    ]
+
+
+def reference(rewards: np.ndarray, gamma: float, kind: str) -> np.ndarray:
+    """The exact answer by the backward recursion G_t = r_t + γ G_{t+1}, G_T = 0.
+
+    Returns R = G_0 (0-d) for "return", G (shape [T]) for "reward_to_go", γ^t G_t for
+    "discounted_reward_to_go".
+    """
+    r = np.asarray(rewards, dtype=np.float64)
+    g = np.zeros_like(r)
+    acc = 0.0
+    for t in range(r.size - 1, -1, -1):
+        acc = r[t] + gamma * acc
+        g[t] = acc
+    if kind == "return":
+        return np.asarray(g[0])
+    if kind == "reward_to_go":
+        return g
+    return gamma ** np.arange(r.size, dtype=np.float64) * g
+
+
+def _sum_from(weights: np.ndarray, r: np.ndarray) -> np.ndarray:
+    """out_t = Σ_{t'≥t} weights[t, t'] r_{t'} for a [T,T] weight matrix."""
+    return (np.triu(weights) * r[None, :]).sum(axis=1)
+
+
+def candidates(rewards: list[float], gamma: float, kind: str) -> dict[str, np.ndarray]:
+    """Common wrong answers on the same (rewards, γ), in order of priority for the diagnosis."""
+    r = np.asarray(rewards, dtype=np.float64)
+    n = r.size
+    t = np.arange(n, dtype=np.float64)
+    pw = gamma ** t  # γ^t (with 0^0 = 1)
+    g = reference(r, gamma, "reward_to_go")
+    rev = (n - 1) - t  # T−1−t'
+    backwards = _sum_from(np.broadcast_to(gamma ** rev[None, :], (n, n)), r)
+    dropped = g - r
+    shifted = np.append(g[1:], 0.0)
+    come = np.array([sum(gamma ** (k - j) * r[j] for j in range(k + 1)) for k in range(n)])
+    come_abs = np.cumsum(pw * r)
+    undiscounted = np.cumsum(r[::-1])[::-1]
+    if kind == "return":
+        return {
+            "undiscounted": np.asarray(r.sum()),
+            "discount_backwards": np.asarray((gamma ** rev * r).sum()),
+            "exponent_off_by_one": np.asarray((gamma ** (t + 1) * r).sum()),
+            "last_reward_only": np.asarray(r[-1]),
+        }
+    common = {
+        "g0_everywhere": np.full(n, g[0]),
+        "reward_to_come": come,
+        "reward_to_come_from_start": come_abs,
+        "discount_backwards": backwards,
+        "drops_current_reward": dropped,
+        "drops_current_reward_shifted": shifted,
+        "undiscounted": undiscounted,
+        "immediate_reward": r,
+        "discounted_rewards_not_summed": pw * r,
+        "reversed_order": g[::-1].copy(),
+    }
+    if kind == "reward_to_go":
+        return {"extra_gamma_t": pw * g, **common}
+    return {
+        "missing_gamma_t": g,
+        "g0_everywhere": np.full(n, g[0]),
+        "g0_times_gamma_t": pw * g[0],
+        "reward_to_come": pw * come,
+        "reward_to_come_from_start": come_abs,
+        "discount_backwards": pw * backwards,
+        "drops_current_reward": pw * dropped,
+        "drops_current_reward_shifted": pw * shifted,
+        "undiscounted": pw * undiscounted,
+        "immediate_reward": pw * r,
+        "gamma_t_twice": pw * pw * g,
+        "reversed_order": (pw * g)[::-1].copy(),
+    }
+
+
+DIAGNOSES: dict[str, str] = {
+    "undiscounted": "You ignore γ: discount each reward by γ^(t'−t) (for the return, γ^t).",
+    "discount_backwards": "You apply the discount backwards (the last reward gets γ^0). The "
+                          "reward k steps ahead gets γ^k: iterate t from T−1 down to 0 with "
+                          "G_t = r_t + γ G_{t+1}.",
+    "exponent_off_by_one": "Your exponents start at 1: the first reward is not discounted, "
+                           "R = Σ_t γ^t r_t = r_0 + γ r_1 + ….",
+    "last_reward_only": "You return only the last reward; sum all of them: R = Σ_t γ^t r_t.",
+    "g0_everywhere": "You put the full return G_0 at every step. G_t only counts rewards from t "
+                     "on: G_t = r_t + γ G_{t+1}.",
+    "g0_times_gamma_t": "You use γ^t G_0 at every step; it should be γ^t G_t, where G_t only "
+                        "counts rewards from t on.",
+    "reward_to_come": "You accumulate rewards forward (reward-to-come, Σ_{t'≤t}). The "
+                      "reward-to-go sums the rewards from t to the end: loop backwards, "
+                      "G_t = r_t + γ G_{t+1}.",
+    "reward_to_come_from_start": "You accumulate discounted rewards forward from the start "
+                                 "(Σ_{t'≤t} γ^{t'} r_{t'}); the reward-to-go sums from t to the "
+                                 "end: G_t = r_t + γ G_{t+1}.",
+    "drops_current_reward": "Off by one: your G_t leaves out the current reward r_t. "
+                            "G_t = r_t + γ G_{t+1} includes it.",
+    "drops_current_reward_shifted": "Off by one: you return G_{t+1} at step t (the current "
+                                    "reward r_t is dropped). Use G_t = r_t + γ G_{t+1}.",
+    "immediate_reward": "You return the immediate reward r_t only; add the discounted future: "
+                        "G_t = r_t + γ G_{t+1}.",
+    "discounted_rewards_not_summed": "You discount the rewards (γ^t r_t) but never sum them; "
+                                     "G_t = Σ_{t'≥t} γ^{t'−t} r_{t'}.",
+    "reversed_order": "Your values are right but in reverse order: after a backward loop, "
+                      "reverse the list (or fill G[t] by index).",
+    "extra_gamma_t": "You return γ^t G_t (the discount counted from the episode's start); "
+                     "kind='reward_to_go' wants G_t = Σ_{t'≥t} γ^{t'−t} r_{t'}, discounted "
+                     "from t.",
+    "missing_gamma_t": "You return G_t without the γ^t factor (it only shows when γ < 1); "
+                       "kind='discounted_reward_to_go' wants γ^t G_t.",
+    "gamma_t_twice": "You apply γ^t twice (γ^{2t} G_t); multiply G_t by γ^t once.",
+}
+
+_FORMULA = {
+    "return": "R = Σ_t γ^t r_t",
+    "reward_to_go": "G_t = Σ_{t'≥t} γ^{t'−t} r_{t'}",
+    "discounted_reward_to_go": "γ^t G_t = Σ_{t'≥t} γ^{t'} r_{t'}",
+}
+
+
+def measure_returns(fn: Callable[..., Any], *, kind: str = "reward_to_go",
+                    timeout: float = DEFAULT_TIMEOUT, rtol: float = 1e-6, atol: float = 1e-9,
+                    **unknown: Any) -> dict[str, Any]:
+    """Call ``fn(rewards, gamma)`` on every fixed case; plain numbers only, never raises.
+
+    A result of the wrong shape is recorded (flattened, with its shape) when it holds numbers,
+    so the judge can say what it is (e.g. the reward-to-go vector where the return was asked).
+    """
+    bad = unknown_options("check_returns", unknown, OPTIONS)
+    if bad:
+        return {"error": bad, "error_kind": "usage"}
+    if kind not in KINDS:
+        return usage_error("check_returns", f"kind={kind!r}; use one of {KINDS}.")
+    budget = Budget(timeout)
+    name = "your function"
+    values: list[dict[str, Any]] = []
+    with single_thread():
+        for rewards, gamma in return_cases():
+            args = {"rewards": torch.tensor(rewards, dtype=DTYPE), "gamma": float(gamma)}
+            value, err = learner_call(fn, args, budget, name)
+            if err:
+                return err
+            shape: tuple[int, ...] = () if kind == "return" else (len(rewards),)
+            what = "the return (a number)" if kind == "return" else "one value per step"
+            arr, msg = read_output(value, shape, name, what)
+            if msg is not None:
+                loose, msg2 = read_output(value, (len(rewards),), name, what)
+                if kind == "return" and loose is not None and msg2 is None and len(rewards) > 1:
+                    values.append({"values": loose.tolist(), "shape": [len(rewards)]})
+                    continue
+                return {"error": f"{msg} (rewards {rewards}, γ = {gamma})",
+                        "error_kind": "output"}
+            values.append({"values": arr.reshape(-1).tolist(), "shape": list(arr.shape)})
+    return {"check": "returns", "kind": kind, "values": values, "output": budget.output}
+
+
+@finite_rows
+def judge_returns(measurement: dict[str, Any], *, kind: str = "reward_to_go",
+                  timeout: float = DEFAULT_TIMEOUT, rtol: float = 1e-6, atol: float = 1e-9,
+                  **unknown: Any) -> Report:
+    """Compare with the exact reference on every case: |yours − ref| ≤ atol + rtol·|ref|."""
+    check = "returns"
+    bad = unknown_options("check_returns", unknown, OPTIONS)
+    if bad:
+        return Report.error(bad, check=check, diagnosis="usage")
+    err = error_report(measurement, check)
+    if err is not None:
+        return err
+    if kind not in KINDS or measurement.get("kind") != kind:
+        return Report.error(f"pgcheck.check_returns: kind={kind!r} does not match the "
+                            f"measurement (use one of {KINDS}).", check=check, diagnosis="usage")
+    cases = return_cases()
+    values = measurement["values"]
+    if len(values) != len(cases):
+        return Report.error("pgcheck.check_returns: the measurement does not match the cases.",
+                            check=check, diagnosis="usage")
+    notes = output_notes(measurement)
+    rows: list[Row] = []
+    first_bad: tuple[list[float], float, np.ndarray, np.ndarray] | None = None
+    cand_ok: dict[str, bool] = {}
+    vector_for_return = False
+    for (rewards, gamma), rec in zip(cases, values, strict=True):
+        ref = reference(np.array(rewards), gamma, kind)
+        yours = np.array(rec["values"], dtype=np.float64).reshape(rec["shape"])
+        if kind == "return" and yours.shape != ():
+            vector_for_return = True
+        ok = close(yours, ref, rtol, atol)
+        rows.append(Row(f"T={len(rewards)}, γ={gamma}", {
+            "rewards": list(rewards), "yours": yours.reshape(-1).tolist(),
+            "exact": ref.reshape(-1).tolist(),
+            "max |diff|": (float(np.max(np.abs(yours - ref))) if yours.shape == ref.shape
+                           else "shape differs")}))
+        if not ok and first_bad is None:
+            first_bad = (rewards, gamma, yours, ref)
+        for key, cand in candidates(rewards, gamma, kind).items():
+            cand_ok[key] = cand_ok.get(key, True) and close(yours, cand, rtol, atol)
+    formula = _FORMULA[kind]
+    if first_bad is None:
+        return Report(passed=True, verdict="correct", check=check, rows=rows, notes=notes,
+                      message=(f"Your {kind.replace('_', '-')} matches {formula} on {len(cases)} "
+                               "reward sequences (length 1, γ = 0, γ = 1, random lengths)."))
+    rewards, gamma, yours, ref = first_bad
+    label = "R" if kind == "return" else ("G" if kind == "reward_to_go" else "γ^t G_t")
+    shown = "[" + ", ".join(f"{v:.4g}" for v in rewards) + "]"
+    first = (f"For rewards {shown} and γ = {gamma}, you return {fmt_vec(yours)} "
+             f"but {label} = {fmt_vec(ref)}.")
+    if vector_for_return:
+        same_as_g = all(
+            close(np.array(rec["values"]), reference(np.array(r), gm, "reward_to_go"), rtol, atol)
+            for (r, gm), rec in zip(cases, values, strict=True) if len(rec["values"]) > 1)
+        advice = ("kind='return' wants a single number R = Σ_t γ^t r_t, but you return one value "
+                  "per step" + ("; that is the reward-to-go, whose first entry G_0 is the return."
+                                if same_as_g else "."))
+        return Report(passed=False, verdict="wrong", check=check, rows=rows, notes=notes,
+                      diagnosis="vector_instead_of_scalar", message=f"{first} {advice}")
+    diagnosis = next((k for k, ok in cand_ok.items() if ok), None)
+    if diagnosis is not None:
+        advice = DIAGNOSES[diagnosis]
+    else:
+        diagnosis = "mismatch"
+        advice = (f"Compute {formula}; the backward loop G_t = r_t + γ G_{{t+1}} (G_T = 0) is the "
+                  "simplest way.")
+    return Report(passed=False, verdict="wrong", check=check, rows=rows, notes=notes,
+                  diagnosis=diagnosis, message=f"{first} {advice}")
+
+
+register("returns", measure_returns, judge_returns)
+check_returns = REGISTRY["returns"]
