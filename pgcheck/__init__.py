@@ -11,12 +11,19 @@ gradient of your loss is compared with the exact ∇J with no sampling noise.
 """
 
 from pgcheck import estimators, problems
-from pgcheck.pseudo_loss import check_pseudo_loss
+from pgcheck.checks import (
+    check_log_prob,
+    check_pseudo_loss,
+    check_returns,
+    check_score_estimator,
+    check_score_function,
+)
 from pgcheck.registry import REGISTRY, register
 from pgcheck.report import Report
 from pgcheck.vocabulary import VOCABULARY
 
 __version__ = "0.1.0"
 
-__all__ = ["REGISTRY", "Report", "VOCABULARY", "check_pseudo_loss", "estimators", "problems",
-           "register"]
+__all__ = ["REGISTRY", "Report", "VOCABULARY", "check_log_prob", "check_pseudo_loss",
+           "check_returns", "check_score_estimator", "check_score_function", "estimators",
+           "problems", "register"]

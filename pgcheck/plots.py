@@ -52,7 +52,7 @@ def plot_report(report: Any, ax: Any = None, *, extent: float = 1.0, n: int = 41
         ax.plot([], [], color=colour, lw=2.2, label=label)
     ax.plot(0, 0, "o", color="white", ms=4)
     ax.set_xlabel("θ₀ + u·e₁  (e₁ along ∇J)")
-    ax.set_ylabel("θ₀ + v·e₂  (e₂ ⟂ ∇J)")
+    ax.set_ylabel("θ₀ + v·e₂  (e₂ ⊥ ∇J)")
     ax.set_title(f"{prob.name}: {report.verdict}")
     ax.legend(loc="lower left", fontsize=8, facecolor="#444444", labelcolor="white")
     return fig

@@ -136,6 +136,16 @@ def grad_j(prob: Problem) -> Tensor:
     return _GRAD_J[prob.name]
 
 
+_GRAD_FD: dict[str, Tensor] = {}
+
+
+def grad_j_fd(prob: Problem) -> Tensor:
+    """∇J at θ₀ by central finite differences of the exact J (cached)."""
+    if prob.name not in _GRAD_FD:
+        _GRAD_FD[prob.name] = prob.grad_J_fd(prob.theta0)
+    return _GRAD_FD[prob.name]
+
+
 def reference_expectation(code: str, fn: Callable[..., Any], prob: Problem, mode: str) -> Tensor:
     """E[−∇L] of a trusted reference estimator (cached per code, problem and mode)."""
     key = (f"{code}@{id(fn)}", prob.name, mode)
@@ -321,6 +331,7 @@ def _row(prob: Problem, g: Tensor, gj: Tensor, alpha: float, rr: float, err: flo
          mode: str) -> Row:
     return Row(prob.name, {
         "∇J (exact)": gj.tolist(),
+        "∇J (finite differences)": grad_j_fd(prob).tolist(),
         "E[−∇L] (your loss)": g.tolist(),
         "α": alpha,
         "‖r‖/‖E[−∇L]‖": rr,

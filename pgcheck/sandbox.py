@@ -219,6 +219,10 @@ def call_learner(fn: Callable[..., Any], kwargs: dict[str, Any], *, seconds: flo
             raise
         except RecursionError:
             result.error = LearnerError("exception", f"{name} recursed without end.")
+        except NotImplementedError:
+            result.error = LearnerError(
+                "not_implemented", f"{name} is not written yet: replace the line "
+                "`raise NotImplementedError()` with your code.")
         except BaseException as exc:  # noqa: BLE001 - SystemExit and friends too
             result.error = LearnerError(
                 "exception", f"{name} raised {type(exc).__name__}: {exc}{_learner_frames(exc)}")

@@ -283,3 +283,22 @@ def test_custom_problem_and_problem_lists():
     assert report.passed and [r.instance for r in report.rows] == [prob.name, "bandit"]
     report = pgcheck.check_pseudo_loss(E.reward_to_go, problem="discounted")
     assert report.verdict == "error" and "finite" in report.message
+
+
+# ----------------------------------------------------------------------------- properties
+from hypothesis import given  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@given(seed=st.integers(0, 100_000), policy=st.sampled_from(["tabular", "linear", "mlp"]),
+       gamma=st.sampled_from([0.6, 0.9]), horizon=st.integers(2, 4))
+def test_properties_on_random_instances(seed, policy, gamma, horizon):
+    """On any random instance with γ < 1: correct estimators pass, and reward-to-go without
+    γ^t or without r_t fails, with its diagnosis."""
+    prob = problems.random_mdp(seed, n_states=3, n_actions=2, horizon=horizon, gamma=gamma,
+                               policy=policy)
+    for fn in (E.reward_to_go, E.full_return, E.state_value_baseline):
+        assert pgcheck.check_pseudo_loss(fn, problem=prob).verdict == "unbiased"
+    for code in ("missing_gamma_t", "drops_current_reward"):
+        report = pgcheck.check_pseudo_loss(E.MISTAKES[code], problem=prob)
+        assert not report.passed and report.diagnosis == code

@@ -1,0 +1,65 @@
+"""The public check functions, with their signatures and documentation.
+
+Each is a thin front to a registered check (:data:`pgcheck.registry.REGISTRY`), so that the
+same check can also be split into ``measure`` and ``judge`` by an isolated grader.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from pgcheck import policy_checks, return_checks  # noqa: F401  (registers the checks)
+from pgcheck.pseudo_loss import check_pseudo_loss
+from pgcheck.registry import REGISTRY
+from pgcheck.report import Report
+
+__all__ = ["check_log_prob", "check_pseudo_loss", "check_returns", "check_score_estimator",
+           "check_score_function"]
+
+
+def check_log_prob(fn: Callable[..., Any], policy: str = "softmax", *, timeout: float = 5.0,
+                   require_grad: bool = True, **options: Any) -> Report:
+    """Check a hand-written log π against torch.distributions and its normalisation.
+
+    ``policy="softmax"``: ``fn(logits [N,A], actions [N]) -> [N]`` with
+    log π(a) = z_a − log Σ_b exp z_b; ``policy="gaussian"``: ``fn(mean [N], std [N],
+    actions [N]) -> [N]`` with log N(a; μ, σ²) = −(a−μ)²/(2σ²) − log σ − ½ log 2π.
+    Also checks Σ_a π(a) = 1 (∫ p(a) da = 1), the gradient, and numerical stability.
+    """
+    return REGISTRY["log_prob"](fn, policy=policy, timeout=timeout, require_grad=require_grad,
+                                **options)
+
+
+def check_score_function(fn: Callable[..., Any], policy: str = "softmax_linear", *,
+                         timeout: float = 5.0, **options: Any) -> Report:
+    """Check a hand-derived score ∇_θ log π against autograd and finite differences.
+
+    ``"softmax_linear"``: ``fn(theta [d], features [A,d], action) -> [d]``, the score
+    x(s,a) − Σ_b π(b|s) x(s,b). ``"gaussian_linear"``: ``fn(theta [d], x [d], action, sigma)
+    -> [d]``, the score (a − θᵀx) x / σ². ``"gaussian_linear_sigma"``: the same arguments,
+    returning [d+1] with ∂/∂σ = ((a − θᵀx)² − σ²)/σ³ last.
+    """
+    return REGISTRY["score_function"](fn, policy=policy, timeout=timeout, **options)
+
+
+def check_score_estimator(fn: Callable[..., Any], family: str = "gaussian", *, f: Any = None,
+                          timeout: float = 5.0, **options: Any) -> Report:
+    """Check an estimator of ∇_θ E_{x~p_θ}[f(x)] computed from samples.
+
+    ``fn(samples [N], theta, f) -> estimate shaped like theta``. Families: ``"bernoulli"``
+    (θ a logit), ``"categorical"`` (θ logits [K]), ``"gaussian"`` (θ = [μ, log σ]). The exact
+    expectation of the estimator is compared with the exact gradient; an empirical mean and
+    standard error over fixed-seed batches is reported too.
+    """
+    return REGISTRY["score_estimator"](fn, family=family, f=f, timeout=timeout, **options)
+
+
+def check_returns(fn: Callable[..., Any], kind: str = "reward_to_go", *, timeout: float = 5.0,
+                  **options: Any) -> Report:
+    """Check a returns function ``fn(rewards [T], gamma) -> ...`` on several reward sequences.
+
+    ``kind="return"``: R = Σ_t γ^t r_t; ``"reward_to_go"``: G_t = Σ_{t'≥t} γ^{t'−t} r_{t'};
+    ``"discounted_reward_to_go"``: γ^t G_t.
+    """
+    return REGISTRY["returns"](fn, kind=kind, timeout=timeout, **options)

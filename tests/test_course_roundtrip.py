@@ -1,0 +1,295 @@
+"""The course pipeline, for every assignment in solutions/ (and the fixture assignment).
+
+release (nbgrader generate_assignment) == committed student notebooks; the solution validates
+with full marks; the untouched student notebook fails only in answer-dependent cells and
+scores zero; nbgrader autograde and the trusted grader give the solution full marks and a
+sign error partial marks, and agree cell by cell; feedback HTML hides the hidden tests;
+``nbgrader export`` reports the trusted grades.
+
+The pipeline of an assignment runs once per test session (shared between xdist workers
+through a file lock) in a temporary course directory.
+"""
+
+from __future__ import annotations
+
+import ast
+import csv
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from filelock import FileLock
+
+sys.path.insert(0, str(Path(__file__).parent / "fixtures"))
+
+from course_tools import (  # noqa: E402
+    Assignment,
+    answer_cells,
+    assignments,
+    gradebook_scores,
+    make_course,
+    meta,
+    nbgrader,
+    pgrade,
+    read,
+    submit,
+    total,
+    with_sign_error,
+)
+
+from pgcheck.grading.notebook import assignment_notebooks, parse_source  # noqa: E402
+
+ASSIGNMENTS = assignments()
+IDS = [a.name for a in ASSIGNMENTS]
+
+
+def _mistake_g0(nb: Any) -> Any:
+    """Fixture only: the reward-to-go uses G_0 at every t (a typical mistake)."""
+    for cell in answer_cells(nb):
+        if meta(cell).get("grade_id") == "reward_to_go":
+            cell.source = ('def reward_to_go(rewards, gamma):\n'
+                           '    total = sum(gamma**t * r for t, r in enumerate(rewards))\n'
+                           '    return torch.full_like(rewards, float(total))\n')
+    return nb
+
+
+def _pipeline(assignment: Assignment, root: Path) -> dict[str, Any]:
+    """Release, submit, nbgrader autograde, trusted autograde, feedback, export."""
+    course = make_course(root / "course_root", assignment)
+    name = assignment.name
+    log: dict[str, Any] = {"course": str(course)}
+    result = pgrade(["release", name], course)
+    log["release"] = result.returncode, result.stdout[-2000:], result.stderr[-4000:]
+    sources = assignment_notebooks(course / "solutions" / name)
+    students: dict[str, dict[str, Any]] = {"solution": {}, "untouched": {}, "sign_error": {}}
+    sign_error_functions: dict[str, str] = {}
+    for source in sources:
+        released = read(course / "notebooks" / name / source.name)
+        solution = read(source)
+        students["solution"][source.name] = solution
+        students["untouched"][source.name] = released
+        students["sign_error"][source.name], sign_error_functions[source.name] = \
+            with_sign_error(solution)
+    if name == "00_fixture":
+        students["typical_mistake"] = {s.name: _mistake_g0(read(s)) for s in sources}
+    for student, notebooks in students.items():
+        submit(course, student, name, notebooks)
+    result = nbgrader(["autograde", name], course)
+    log["nbgrader_autograde"] = result.returncode, result.stderr[-4000:]
+    nbgrader_scores = gradebook_scores(course, name)
+    preload = [arg for p in assignment.preload for arg in ("--preload", str(p))]
+    result = pgrade(["autograde", name, "--skip-nbgrader", *preload], course)
+    log["trusted_autograde"] = result.returncode, result.stdout[-4000:], result.stderr[-4000:]
+    trusted_scores = gradebook_scores(course, name)
+    result = nbgrader(["generate_feedback", name], course)
+    log["feedback"] = result.returncode, result.stderr[-2000:]
+    result = nbgrader(["export"], course)
+    log["export"] = result.returncode, result.stderr[-2000:]
+    return {"log": log, "nbgrader": nbgrader_scores, "trusted": trusted_scores,
+            "sign_error_functions": sign_error_functions}
+
+
+@pytest.fixture(scope="module", params=ASSIGNMENTS, ids=IDS)
+def pipeline(request: pytest.FixtureRequest,
+             tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """The pipeline's results for one assignment, computed once per session."""
+    assignment: Assignment = request.param
+    shared = tmp_path_factory.getbasetemp().parent / "course_pipeline"
+    shared.mkdir(exist_ok=True)
+    done = shared / f"{assignment.name}.json"
+    with FileLock(str(done) + ".lock"):
+        if done.is_file():
+            data = json.loads(done.read_text())
+        else:
+            data = _pipeline(assignment, shared / assignment.name)
+            done.write_text(json.dumps(data))
+    data["assignment"] = assignment
+    data["course"] = Path(data["log"]["course"])
+    return data
+
+
+def _normalised(nb: Any) -> Any:
+    data = json.loads(json.dumps(nb))
+    for cell in data["cells"]:
+        cell.pop("outputs", None)
+        cell.pop("execution_count", None)
+    return data
+
+
+def test_release_matches_committed_student_notebooks(pipeline: dict[str, Any]) -> None:
+    """The committed notebooks/ folder is exactly what generate_assignment produces."""
+    assignment, course = pipeline["assignment"], pipeline["course"]
+    assert pipeline["log"]["release"][0] == 0, pipeline["log"]["release"]
+    fresh_dir = course / "notebooks" / assignment.name
+    fresh = sorted(p.name for p in fresh_dir.iterdir() if p.name != "__pycache__")
+    committed = sorted(p.name for p in assignment.released_dir.iterdir()
+                       if p.name != "__pycache__") if assignment.released_dir.is_dir() else []
+    assert committed == fresh, (
+        f"notebooks/{assignment.name} is out of date: run `python -m pgcheck.grading release "
+        f"{assignment.name}` (fresh copy: {fresh_dir})")
+    for filename in fresh:
+        if filename.endswith(".ipynb"):
+            assert _normalised(read(assignment.released_dir / filename)) == _normalised(
+                read(fresh_dir / filename)), (
+                f"{assignment.released_dir / filename} differs from the generated "
+                f"{fresh_dir / filename}: run `python -m pgcheck.grading release "
+                f"{assignment.name}`")
+        else:
+            assert (assignment.released_dir / filename).read_bytes() == (
+                fresh_dir / filename).read_bytes()
+
+
+def test_solution_validates_with_full_marks(pipeline: dict[str, Any]) -> None:
+    """nbgrader's Validator (from Python: `nbgrader validate` always exits 0) finds no failure."""
+    from nbgrader.validator import Validator
+
+    course, assignment = pipeline["course"], pipeline["assignment"]
+    for source in assignment_notebooks(course / "solutions" / assignment.name):
+        results = Validator().validate(str(source))
+        assert results == {}, f"{source.name}: {json.dumps(results)[:3000]}"
+
+
+def _answer_dependent(source_nb: Any, nb: Any) -> set[int]:
+    """Indices of cells allowed to fail in the untouched notebook: answers, tests, and any
+    cell that uses a name defined by an answer cell or by such a cell (transitively)."""
+    tainted: set[str] = set()
+    for cell in answer_cells(source_nb):
+        try:
+            tree = ast.parse(cell.source)
+        except SyntaxError:
+            continue
+        tainted |= {n.name for n in tree.body
+                    if isinstance(n, ast.FunctionDef | ast.ClassDef)}
+        tainted |= {t.id for n in tree.body if isinstance(n, ast.Assign)
+                    for t in n.targets if isinstance(t, ast.Name)}
+    allowed: set[int] = set()
+    for index, cell in enumerate(nb.cells):
+        if cell.cell_type != "code":
+            continue
+        m = meta(cell)
+        try:
+            tree = ast.parse(cell.source)
+            names = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}
+        except SyntaxError:
+            tree, names = None, set()
+        if m.get("solution") or m.get("grade") or names & tainted:
+            allowed.add(index)
+            if tree is not None:
+                tainted |= {t.id for n in ast.walk(tree) if isinstance(n, ast.Assign)
+                            for t in n.targets if isinstance(t, ast.Name)}
+                tainted |= {n.name for n in tree.body
+                            if isinstance(n, ast.FunctionDef | ast.ClassDef)}
+    return allowed
+
+
+def test_untouched_notebook_fails_only_in_answer_dependent_cells(
+        pipeline: dict[str, Any]) -> None:
+    """Executed by nbgrader autograde: errors only where an unanswered exercise is used."""
+    course, assignment = pipeline["course"], pipeline["assignment"]
+    for source in assignment_notebooks(course / "solutions" / assignment.name):
+        path = course / "course" / "autograded" / "untouched" / assignment.name / source.name
+        assert path.is_file(), pipeline["log"]["nbgrader_autograde"]
+        nb = read(path)
+        allowed = _answer_dependent(read(source), nb)
+        failing = [i for i, c in enumerate(nb.cells) if c.cell_type == "code" and any(
+            o.get("output_type") == "error" for o in c.get("outputs", []))]
+        assert failing, "the untouched notebook raised nowhere: are the answers stubbed?"
+        unexpected = [(i, nb.cells[i].source[:200]) for i in failing if i not in allowed]
+        assert not unexpected, f"cells that fail without using an answer: {unexpected}"
+
+
+def test_untouched_notebook_scores_zero(pipeline: dict[str, Any]) -> None:
+    for scores in (pipeline["nbgrader"], pipeline["trusted"]):
+        cells = scores["untouched"]
+        assert cells and all(c["score"] == 0 for c in cells.values()), cells
+
+
+def test_autograde_gives_the_solution_full_marks(pipeline: dict[str, Any]) -> None:
+    for label in ("nbgrader", "trusted"):
+        cells = pipeline[label]["solution"]
+        score, maximum = total(cells)
+        assert maximum > 0
+        assert score == maximum, (label, {k: v for k, v in cells.items()
+                                          if v["score"] != v["max"]},
+                                  pipeline["log"]["trusted_autograde"])
+
+
+def test_autograde_gives_a_typical_mistake_partial_marks(pipeline: dict[str, Any]) -> None:
+    """The last exercise's sign flipped (and, in the fixture, G_0 used at every t)."""
+    students = ["sign_error"] + (["typical_mistake"] if "typical_mistake" in
+                                 pipeline["trusted"] else [])
+    for student in students:
+        for label in ("nbgrader", "trusted"):
+            score, maximum = total(pipeline[label][student])
+            assert 0 < score < maximum, (student, label, pipeline[label][student])
+
+
+def test_sign_error_fails_exactly_the_hidden_tests_of_that_function(
+        pipeline: dict[str, Any]) -> None:
+    course, assignment = pipeline["course"], pipeline["assignment"]
+    for source in assignment_notebooks(course / "solutions" / assignment.name):
+        spec = parse_source(source)
+        function = pipeline["sign_error_functions"][source.name]
+        for test in spec.hidden:
+            score = pipeline["trusted"]["sign_error"][f"{spec.name}/{test.grade_id}"]["score"]
+            if test.function_name == function:
+                assert score == 0, test
+        assert any(t.function_name == function for t in spec.hidden), (
+            f"no hidden test covers the last exercise {function}")
+
+
+def test_trusted_grader_agrees_with_nbgrader_on_honest_submissions(
+        pipeline: dict[str, Any]) -> None:
+    for student, cells in pipeline["nbgrader"].items():
+        assert pipeline["trusted"][student] == cells, student
+
+
+def test_feedback_html_hides_the_hidden_tests(pipeline: dict[str, Any]) -> None:
+    course, assignment = pipeline["course"], pipeline["assignment"]
+    assert pipeline["log"]["feedback"][0] == 0, pipeline["log"]["feedback"]
+    hidden_lines = []
+    for source in assignment_notebooks(course / "solutions" / assignment.name):
+        for cell in read(source).cells:
+            if "BEGIN HIDDEN TESTS" in cell.source:
+                hidden_lines += [line.strip() for line in cell.source.splitlines()
+                                 if line.strip() and "HIDDEN TESTS" not in line]
+    assert hidden_lines
+    for student in pipeline["trusted"]:
+        for source in assignment_notebooks(course / "solutions" / assignment.name):
+            html_path = (course / "course" / "feedback" / student / assignment.name
+                         / source.with_suffix(".html").name)
+            assert html_path.is_file(), (student, pipeline["log"]["feedback"])
+            text = html_path.read_text()
+            assert "hidden_test" not in text and "HIDDEN TESTS" not in text, html_path
+            # the scores shown are the trusted ones
+            assert "Score:" in text or "score" in text.lower()
+
+
+def test_nbgrader_export_reports_the_trusted_grades(pipeline: dict[str, Any]) -> None:
+    course = pipeline["course"]
+    assert pipeline["log"]["export"][0] == 0, pipeline["log"]["export"]
+    with (course / "grades.csv").open() as handle:
+        rows = {r["student_id"]: r for r in csv.DictReader(handle)}
+    for student, cells in pipeline["trusted"].items():
+        score, maximum = total(cells)
+        assert float(rows[student]["score"]) == pytest.approx(score), student
+        assert float(rows[student]["max_score"]) == pytest.approx(maximum)
+
+
+def test_hidden_test_cells_follow_the_contract(pipeline: dict[str, Any]) -> None:
+    """Every hidden test names a registered check; every visible test is paired with one."""
+    import pgcheck
+    from pgcheck.grading.trusted import _preloaded
+
+    assignment, course = pipeline["assignment"], pipeline["course"]
+    _preloaded(assignment.preload)
+    for source in assignment_notebooks(course / "solutions" / assignment.name):
+        spec = parse_source(source)
+        assert spec.hidden, f"{source.name} has no hidden test"
+        for test in spec.hidden:
+            assert test.check in pgcheck.registry.REGISTRY, test
+        for visible in spec.visible:
+            assert visible.functions, (
+                f"{visible.grade_id} uses no function that a hidden test checks")
