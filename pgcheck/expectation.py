@@ -219,11 +219,16 @@ class Expectation:
 
 
 def separable_expectation(ev: Evaluator, problem: Problem, batch_size: int
-                          ) -> tuple[Expectation | None, CallOutcome]:
+                          ) -> tuple[Expectation | None, CallOutcome | None]:
     """E[ĝ] for a loss that treats trajectories separately, or None if it mixes them."""
     traj, p = problem.support(problem.theta0)
-    full = ev.call(problem, traj)
     M = len(traj)
+    try:
+        full = ev.call(problem, traj)
+    except LearnerFailure as failure:
+        if failure.error.kind != "exception" or M == 1:
+            raise
+        return _one_at_a_time(ev, problem, traj, p, failure), None
     subset = list(range(0, M, 2)) if M > 1 else [0]
     sub = ev.call(problem, traj.select(subset))
     reduction = classify_reduction(full.grads[subset], sub.grads, M / len(subset))
@@ -233,6 +238,22 @@ def separable_expectation(ev: Evaluator, problem: Problem, batch_size: int
     factor = 1.0 if reduction == "mean" else float(batch_size)
     g = -per_traj * factor
     return Expectation(problem.name, g.tolist(), reduction, full.leaf_norms, batch_size), full
+
+
+def _one_at_a_time(ev: Evaluator, problem: Problem, traj: Trajectories, p: Tensor,
+                   failure: LearnerFailure) -> Expectation:
+    """Fallback for a loss that only works on one trajectory: a loop over batches of one."""
+    acc = torch.zeros(problem.theta0.numel(), dtype=torch.float64)
+    norms: dict[str, float] = {}
+    for j in range(len(traj)):
+        try:
+            out = ev.call(problem, traj.select([j]))
+        except LearnerFailure as single:
+            raise failure if single.error.kind == "exception" else single from None
+        acc += p[j] * out.grads[0]
+        for name, v in out.leaf_norms.items():
+            norms[name] = max(norms.get(name, 0.0), v)
+    return Expectation(problem.name, (-acc).tolist(), "one-at-a-time", norms, 1)
 
 
 def classify_reduction(in_full: Tensor, in_subset: Tensor, size_ratio: float) -> str:

@@ -113,6 +113,9 @@ def _expectations(ev: Evaluator, main: list[Problem], mixing: list[Problem], bat
         exps, weights = [], None
         for prob in main:
             exp, full = separable_expectation(ev, prob, batch_size)
+            if exp is not None and full is None:  # checked one trajectory at a time
+                exps.append(exp)
+                continue
             if exp is None:
                 return "mixing", [pairwise_expectation(ev, p) for p in mixing], None
             exps.append(exp)
@@ -250,6 +253,10 @@ def judge(measurement: dict[str, Any], problem: ProblemSpec = None, *,
     alphas = [a for a, _, _ in parts]
     figure = {"problem": probs[0].name, "grad_J": gjs[0].tolist(), "expected_grad": gs[0].tolist()}
     reductions = {e["reduction"] for e in measurement["instances"]}
+    if "one-at-a-time" in reductions:
+        notes = notes + ["your loss fails on a batch of several trajectories, so it was "
+                         "checked one trajectory at a time (B = 1). Make it work on a batch "
+                         "[B, T] to train efficiently."]
     leaks = any(e["leaf_norms"].get("values", 0.0) > 0 for e in measurement["instances"])
     common = {"check": CHECK, "rows": rows, "notes": notes, "figure_data": figure}
     n = len(probs)

@@ -302,3 +302,15 @@ def test_properties_on_random_instances(seed, policy, gamma, horizon):
     for code in ("missing_gamma_t", "drops_current_reward"):
         report = pgcheck.check_pseudo_loss(E.MISTAKES[code], problem=prob)
         assert not report.passed and report.diagnosis == code
+
+
+def test_a_loss_that_only_works_on_one_trajectory_is_checked_in_a_loop():
+    def one_trajectory(log_probs, returns, mask):
+        return -returns.item() * (log_probs * mask).sum()
+
+    def one_trajectory_no_mask(log_probs, returns):
+        return -returns.item() * log_probs.sum()
+
+    report = pgcheck.check_pseudo_loss(one_trajectory)
+    assert report.passed and any("one trajectory at a time" in n for n in report.notes)
+    assert pgcheck.check_pseudo_loss(one_trajectory_no_mask).diagnosis == "forgotten_mask"
