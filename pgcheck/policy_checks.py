@@ -23,11 +23,10 @@ Every check answers with a :class:`pgcheck.report.Report` whose verdict is ``"co
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import math
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -35,7 +34,7 @@ import torch
 
 from pgcheck.registry import REGISTRY, register
 from pgcheck.report import Report, Row
-from pgcheck.sandbox import call_learner
+from pgcheck.sandbox import call_learner, single_thread
 
 DTYPE = torch.float64
 #: Seconds for all calls of the learner's function in one check, together.
@@ -985,19 +984,6 @@ def estimator_pair_atoms(family: str, theta: torch.Tensor) -> tuple[torch.Tensor
     mu, sigma = float(theta[0]), math.exp(float(theta[1]))
     x = torch.tensor(mu + math.sqrt(2) * sigma * z, dtype=DTYPE)
     return x, torch.tensor(w / math.sqrt(math.pi), dtype=DTYPE)
-
-
-@contextlib.contextmanager
-def single_thread() -> Iterator[None]:
-    """Run with one torch thread (tiny tensors are far faster so), then restore the count."""
-    before = torch.get_num_threads()
-    if before != 1:
-        torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        if torch.get_num_threads() != before:
-            torch.set_num_threads(before)
 
 
 @functools.lru_cache(maxsize=8)
