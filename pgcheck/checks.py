@@ -9,7 +9,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from pgcheck import policy_checks, return_checks  # noqa: F401  (registers the checks)
+from pgcheck import (  # noqa: F401  (importing registers the checks)
+    log_prob_check,
+    return_checks,
+    score_estimator_check,
+    score_function_check,
+)
 from pgcheck.pseudo_loss import check_pseudo_loss
 from pgcheck.registry import REGISTRY
 from pgcheck.report import Report

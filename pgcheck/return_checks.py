@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from pgcheck.policy_checks import (
+from pgcheck.checking import (
     DEFAULT_TIMEOUT,
     DTYPE,
     Budget,

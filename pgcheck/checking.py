@@ -1,0 +1,218 @@
+"""Shared machinery of the smaller checks: time budget, calling the learner, reading its
+output into plain numbers, and the bits of a report every check has."""
+
+from __future__ import annotations
+
+import functools
+import math
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+
+from pgcheck.report import Report
+from pgcheck.sandbox import call_learner
+
+DTYPE = torch.float64
+#: Seconds for all calls of the learner's function in one check, together.
+DEFAULT_TIMEOUT = 5.0
+#: Step of the central finite differences (as in torch.autograd.gradcheck).
+FD_EPS = 1e-6
+
+
+class Budget:
+    """A time budget shared by all calls of the learner's function in one check."""
+
+    def __init__(self, seconds: float) -> None:
+        self.total = float(seconds)
+        self.deadline = time.monotonic() + self.total
+        self.output = ""
+
+    def remaining(self) -> float:
+        """Seconds left (may be ≤ 0)."""
+        return self.deadline - time.monotonic()
+
+
+def timeout_message(name: str, total: float) -> str:
+    """The message for a learner's function that used up the time budget."""
+    return (f"{name} did not finish within the time limit ({total:.1f} s for all calls "
+            "together). Look for a loop that never ends (a `while` whose condition never "
+            "changes) or for work that grows with the input.")
+
+
+def learner_call(fn: Callable[..., Any], args: dict[str, Any], budget: Budget,
+                 name: str) -> tuple[Any, dict[str, Any] | None]:
+    """Call ``fn(*args.values())`` positionally through :func:`call_learner`.
+
+    Returns ``(value, None)`` or ``(None, {"error": message, "error_kind": kind})``.
+    The learner's parameter names do not matter; the argument order does.
+    """
+    remaining = budget.remaining()
+    if remaining <= 0:
+        return None, {"error": timeout_message(name, budget.total), "error_kind": "timeout"}
+    keys = list(args)
+
+    def positional(**kwargs: Any) -> Any:
+        return fn(*(kwargs[k] for k in keys))
+
+    result = call_learner(positional, args, seconds=remaining, name=name)
+    if result.output and len(budget.output) < 1000:
+        budget.output += result.output[: 1000 - len(budget.output)]
+    if result.error is not None:
+        message = result.error.message
+        if result.error.kind == "timeout":
+            message = timeout_message(name, budget.total)
+        elif result.error.kind == "global-state":
+            message = message.replace("A pseudo-loss must be a deterministic function of the "
+                                      "batch it is given.", "It must be a deterministic function "
+                                      "of its inputs: don't seed or draw random numbers in it.")
+        elif "requires grad" in message and "numpy" in message:
+            message += (" pgcheck passes inputs that require grad because this quantity must "
+                        "be differentiable: compute it with torch operations, not numpy.")
+        return None, {"error": message, "error_kind": result.error.kind}
+    return result.value, None
+
+
+def to_array(value: Any) -> np.ndarray:
+    """Read a learner's return value (tensor, numpy array, list, Python number) as float64.
+
+    Raises TypeError/ValueError with a readable message when that is not possible.
+    """
+    if isinstance(value, torch.Tensor):
+        if value.is_complex():
+            raise TypeError("a complex tensor")
+        return value.detach().cpu().to(DTYPE).numpy().copy()
+    if isinstance(value, bool | np.bool_):
+        raise TypeError("a bool")
+    if isinstance(value, np.ndarray | np.generic):
+        if np.iscomplexobj(value) or value.dtype == object:
+            raise TypeError(f"a numpy array of dtype {value.dtype}")
+        return np.asarray(value, dtype=np.float64).copy()
+    if isinstance(value, int | float):
+        return np.asarray(float(value))
+    if isinstance(value, list | tuple):
+        parts = [to_array(v) for v in value]
+        if len({p.shape for p in parts}) > 1:
+            raise ValueError("a ragged list")
+        return np.array(parts, dtype=np.float64).reshape((len(parts),) + (
+            parts[0].shape if parts else (0,)))
+    if value is None:
+        raise TypeError("None (did you forget `return`?)")
+    raise TypeError(f"a {type(value).__name__}")
+
+
+def read_output(value: Any, shape: tuple[int, ...], name: str, what: str,
+                allow_nonfinite: bool = False) -> tuple[np.ndarray | None, str | None]:
+    """Convert and shape-check a learner's output; ``(array, None)`` or ``(None, message)``.
+
+    A single number is accepted where a 0-d or one-element result is expected.
+    """
+    try:
+        arr = to_array(value)
+    except (TypeError, ValueError, RuntimeError) as exc:
+        return None, (f"{name} returned {exc}; return {what} as a float64 torch tensor of "
+                      f"shape {list(shape)}.")
+    size = int(np.prod(shape)) if shape else 1
+    if arr.shape != shape:
+        if arr.size == size and (len(shape) == 0 or shape == (1,)):
+            arr = arr.reshape(shape)
+        else:
+            hint = ""
+            if arr.size == size:
+                hint = (" The numbers are there but the shape differs; a [N,1] result broadcasts "
+                        "to [N,N] in later arithmetic, so flatten it (e.g. .squeeze(-1)).")
+            return None, (f"{name} returned shape {list(arr.shape)}; expected {what} of shape "
+                          f"{list(shape)}.{hint}")
+    if not allow_nonfinite and not np.all(np.isfinite(arr)):
+        bad = np.flatnonzero(~np.isfinite(arr.reshape(-1)))[:5].tolist()
+        return None, (f"{name} returned NaN or inf (at flat positions {bad}). Look for log of 0, "
+                      "division by 0 or exp of a large number.")
+    return arr, None
+
+
+def finite_or_none(arr: np.ndarray) -> list[Any]:
+    """A flat list of floats, with None where the value is NaN or inf (JSON has no NaN)."""
+    return [float(v) if math.isfinite(v) else None for v in arr.reshape(-1).tolist()]
+
+
+def _clean_value(v: Any) -> Any:
+    if isinstance(v, float) and not math.isfinite(v):
+        return str(v)  # "nan" / "inf": readable, JSON-able, and equal to itself
+    if isinstance(v, list | tuple):
+        return [_clean_value(u) for u in v]
+    return v
+
+
+def finite_rows(judge: Callable[..., Report]) -> Callable[..., Report]:
+    """Decorate a judge so that NaN/inf in its report's table become the strings "nan"/"inf"."""
+    @functools.wraps(judge)
+    def wrapped(measurement: dict[str, Any], **options: Any) -> Report:
+        report = judge(measurement, **options)
+        for row in report.rows:
+            row.columns = {k: _clean_value(v) for k, v in row.columns.items()}
+        return report
+    return wrapped
+
+
+def usage_error(check: str, message: str) -> dict[str, Any]:
+    """A measurement that records a wrong option (the caller's mistake, not the learner's)."""
+    return {"error": f"pgcheck.{check}: {message}", "error_kind": "usage"}
+
+
+def error_report(measurement: dict[str, Any], check: str) -> Report | None:
+    """The error report for a measurement that recorded an error, else None."""
+    if "error" in measurement:
+        return Report.error(str(measurement["error"]), check=check,
+                            diagnosis=str(measurement.get("error_kind") or "error"))
+    return None
+
+
+def output_notes(measurement: dict[str, Any]) -> list[str]:
+    """A note with what the learner's function printed, if anything."""
+    out = measurement.get("output") or ""
+    if not out:
+        return []
+    return [f"your function printed: {out[:200]!r}" + (" …" if len(out) > 200 else "")]
+
+
+def close(a: np.ndarray, b: np.ndarray, rtol: float, atol: float) -> bool:
+    """|a − b| ≤ atol + rtol·|b| elementwise, with matching shapes."""
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    return a.shape == b.shape and bool(np.all(np.abs(a - b) <= atol + rtol * np.abs(b)))
+
+
+def fmt_vec(v: Any, digits: int = 6) -> str:
+    """Short text of a vector or number for a message."""
+    arr = np.asarray(v, dtype=np.float64).reshape(-1)
+    shown = ", ".join(f"{x:.{digits}g}" for x in arr[:6])
+    more = ", …" if arr.size > 6 else ""
+    return f"[{shown}{more}]" if arr.size != 1 else f"{arr[0]:.{digits}g}"
+
+
+def unknown_options(check: str, unknown: dict[str, Any], valid: list[str]) -> str | None:
+    """A message naming unknown keyword options, or None."""
+    if not unknown:
+        return None
+    return (f"pgcheck.{check}: unknown option(s) {sorted(unknown)}; valid options are "
+            f"{valid}.")
+
+
+def fit_scale(y: np.ndarray, ref: np.ndarray) -> tuple[float, float]:
+    """Least-squares α in y ≈ α·ref and the relative residual ‖y − α ref‖ / ‖y‖."""
+    y, ref = y.reshape(-1), ref.reshape(-1)
+    denom = float(ref @ ref)
+    if denom == 0.0:
+        return 0.0, 1.0
+    alpha = float(y @ ref) / denom
+    ny = float(np.linalg.norm(y))
+    return alpha, (float(np.linalg.norm(y - alpha * ref)) / ny if ny > 0 else 0.0)
+
+
+def scale_hint(alpha: float) -> str:
+    """Words for a constant factor α between the learner's result and the reference."""
+    if abs(alpha + 1) < 1e-6:
+        return "Your result is the negative of the correct one: check the sign."
+    return (f"Your result is {alpha:.6g} × the correct one: look for a stray constant factor "
+            "(a 2, a ½, a mean where a sum belongs, or a log base other than e).")
