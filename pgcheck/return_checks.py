@@ -32,12 +32,12 @@ from pgcheck.checking import (
     learner_call,
     output_notes,
     read_output,
-    single_thread,
     unknown_options,
     usage_error,
 )
 from pgcheck.registry import REGISTRY, register
 from pgcheck.report import Report, Row
+from pgcheck.sandbox import single_thread
 
 KINDS = ("return", "reward_to_go", "discounted_reward_to_go")
 OPTIONS = ["kind", "timeout", "rtol", "atol"]

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from pgcheck.policy_checks import (
+from pgcheck.checking import (
     DEFAULT_TIMEOUT,
     Budget,
     error_report,
@@ -360,3 +360,113 @@ def judge_rollout(measurement: dict[str, Any], *, timeout: float = DEFAULT_TIMEO
 
 
 check_rollout = register("rollout", measure_rollout, judge_rollout)
+
+
+# =========================================================================== value_loss
+VALUE_OPTIONS = ["timeout", "rtol", "atol"]
+
+
+def value_cases() -> list[dict[str, list[list[float]]]]:
+    """Padded batches (values, targets, mask) with episodes of different lengths."""
+    rng = np.random.default_rng(2_024)
+    cases = []
+    for B, T in ((1, 1), (2, 3), (3, 5), (4, 6)):
+        lengths = [T] + [int(rng.integers(1, T + 1)) for _ in range(B - 1)]
+        mask = np.array([[1.0 if t < n else 0.0 for t in range(T)] for n in lengths])
+        values = np.round(rng.normal(size=(B, T)) * 2, 3)
+        targets = np.round(rng.normal(size=(B, T)) * 3, 3) * mask
+        cases.append({"values": values.tolist(), "targets": targets.tolist(),
+                      "mask": mask.tolist()})
+    return cases
+
+
+def measure_value_loss(fn: Callable[..., Any], *, timeout: float = DEFAULT_TIMEOUT,
+                       rtol: float = 1e-6, atol: float = 1e-9, **unknown: Any) -> dict[str, Any]:
+    """Call ``fn(values, targets, mask)`` on fixed padded batches; record L and ∂L/∂values."""
+    import torch
+
+    bad = unknown_options("check_value_loss", unknown, VALUE_OPTIONS)
+    if bad:
+        return {"error": bad, "error_kind": "usage"}
+    budget = Budget(timeout)
+    name = "your value loss"
+    out = []
+    for case in value_cases():
+        values = torch.tensor(case["values"], dtype=torch.float64, requires_grad=True)
+        args = {"values": values,
+                "targets": torch.tensor(case["targets"], dtype=torch.float64),
+                "mask": torch.tensor(case["mask"], dtype=torch.float64)}
+        value, err = learner_call(fn, args, budget, name)
+        if err:
+            return err
+        if not isinstance(value, torch.Tensor) or value.numel() != 1:
+            what = (f"a tensor of shape {list(value.shape)}" if isinstance(value, torch.Tensor)
+                    else type(value).__name__)
+            return {"error": f"{name} returned {what}; return a scalar tensor (the loss).",
+                    "error_kind": "output"}
+        if not value.requires_grad:
+            return {"error": f"{name} returned a tensor without a gradient: compute it from "
+                             "`values` with torch operations (no .detach(), .item() or numpy).",
+                    "error_kind": "output"}
+        (grad,) = torch.autograd.grad(value.reshape(()), values, allow_unused=True)
+        grad_list = (torch.zeros_like(values) if grad is None else grad).tolist()
+        out.append({"loss": float(value.detach()), "grad": grad_list})
+    return {"check": "value_loss", "results": out, "output": budget.output}
+
+
+def judge_value_loss(measurement: dict[str, Any], *, timeout: float = DEFAULT_TIMEOUT,
+                     rtol: float = 1e-6, atol: float = 1e-9, **unknown: Any) -> Report:
+    """Compare with L = Σ mask (V − G)² / Σ mask and its gradient; name common mistakes."""
+    check = "value_loss"
+    bad = unknown_options("check_value_loss", unknown, VALUE_OPTIONS)
+    if bad:
+        return Report.error(bad, check=check, diagnosis="usage")
+    err = error_report(measurement, check)
+    if err is not None:
+        return err
+    cases = value_cases()
+    results = measurement.get("results", [])
+    if len(results) != len(cases):
+        return Report.error("pgcheck.check_value_loss: the measurement does not match the cases.",
+                            check=check, diagnosis="usage")
+    rows: list[Row] = []
+    flags = {"ok": True, "padding_in_gradient": False, "divides_by_all": True, "sum": True,
+             "half": True}
+    for case, res in zip(cases, results, strict=True):
+        v, g, m = (np.array(case[k]) for k in ("values", "targets", "mask"))
+        n = m.sum()
+        err_sq = (v - g) ** 2 * m
+        ref_loss, ref_grad = err_sq.sum() / n, 2 * (v - g) * m / n
+        loss, grad = res["loss"], np.array(res["grad"])
+        ok = (abs(loss - ref_loss) <= atol + rtol * abs(ref_loss)
+              and np.allclose(grad, ref_grad, rtol=rtol, atol=atol))
+        flags["ok"] &= ok
+        flags["padding_in_gradient"] |= bool(np.any(np.abs(grad[m == 0]) > atol))
+        flags["divides_by_all"] &= bool(np.isclose(loss, err_sq.sum() / m.size))
+        flags["sum"] &= bool(np.isclose(loss, err_sq.sum()))
+        flags["half"] &= bool(np.isclose(loss, 0.5 * ref_loss))
+        rows.append(Row(f"B×T = {v.shape[0]}×{v.shape[1]}, {int(n)} real steps",
+                        {"yours": loss, "exact": float(ref_loss)}))
+    notes = output_notes(measurement)
+    if flags["ok"]:
+        return Report(passed=True, verdict="correct", check=check, rows=rows, notes=notes,
+                      message="Your value loss is the mean squared error over the real steps, "
+                              "and its gradient reaches `values` only where mask = 1.")
+    if flags["padding_in_gradient"]:
+        diagnosis, message = ("padding", "Padded steps (mask = 0) get a gradient: multiply the "
+                              "squared errors by the mask before summing.")
+    elif flags["divides_by_all"] and not flags["ok"]:
+        diagnosis, message = ("divides_by_all", "You divide by all B·T entries, padding "
+                              "included; divide by the number of real steps, mask.sum().")
+    elif flags["sum"]:
+        diagnosis, message = ("sum", "You return the sum of squared errors; take the mean over "
+                              "the real steps (divide by mask.sum()).")
+    elif flags["half"]:
+        diagnosis, message = ("half", "Your loss is half the mean squared error; drop the ½.")
+    else:
+        diagnosis, message = ("mismatch", "Compute L = Σ mask·(values − targets)² / Σ mask.")
+    return Report(passed=False, verdict="wrong", check=check, rows=rows, notes=notes,
+                  diagnosis=diagnosis, message=message)
+
+
+check_value_loss = register("value_loss", measure_value_loss, judge_value_loss)

@@ -139,7 +139,7 @@ def cmd_autograde(args: argparse.Namespace) -> int:
     print(f"trusted grader: {len(items)} notebook(s), {args.jobs or os.cpu_count()} worker(s)",
           flush=True)
     grades = grade_submissions(items, timeout=args.timeout, cell_timeout=args.cell_timeout,
-                               preload=args.preload, jobs=args.jobs)
+                               preload=args.preload, jobs=args.jobs, isolation=args.isolation)
     csv_path = write_csv(grades, args.csv or root / "course" / "trusted" / f"{name}.csv")
     _with_interpreter_on_path()
     written = record_in_gradebook(grades, coursedir.db_url)
@@ -153,7 +153,7 @@ def cmd_grade(args: argparse.Namespace) -> int:
     """Trusted-grade one notebook file against its source and print the grades as JSON."""
     grades = grade_notebook(args.source, args.submission, student=args.student,
                             timeout=args.timeout, cell_timeout=args.cell_timeout,
-                            preload=args.preload, jobs=args.jobs)
+                            preload=args.preload, jobs=args.jobs, isolation=args.isolation)
     print(json.dumps([asdict(g) for g in grades], indent=1))
     return 0
 
@@ -168,9 +168,12 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--jobs", type=int, default=None,
                        help="isolated children run at once (default: number of CPUs)")
         p.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT,
-                       help="seconds per isolated child (default %(default)s)")
+                       help="seconds per test (default %(default)s)")
         p.add_argument("--cell-timeout", type=float, default=DEFAULT_CELL_TIMEOUT,
                        help="seconds per answer cell inside the child (default %(default)s)")
+        p.add_argument("--isolation", choices=["notebook", "test"], default="notebook",
+                       help="one interpreter per notebook and a forked process per test "
+                            "(default), or one interpreter per test")
         p.add_argument("--preload", action="append", default=[], metavar="FILE",
                        help="trusted Python file that registers extra checks (repeatable)")
 

@@ -107,13 +107,19 @@ def _kill_group(proc: subprocess.Popen[bytes]) -> None:
         pass
 
 
-def run_child(job: dict[str, Any], *, timeout: float, python: str | None = None) -> ChildOutcome:
+CELLS_DONE = "CELLS-DONE"
+
+
+def run_child(job: dict[str, Any], *, cells_limit: float, tasks_limit: float,
+              python: str | None = None) -> ChildOutcome:
     """Run ``job`` in an isolated child and return what it sent back.
 
     Args:
-        job: the child's job (steps, task, preload, sys_path, cell_timeout); a ``nonce`` and
-            the resource limits are added here.
-        timeout: wall-clock seconds for the whole child, from start to exit.
+        job: the child's job (steps, tasks, preload, sys_path, cell_timeout, task_timeout);
+            a ``nonce`` and the resource limits are added here.
+        cells_limit: wall-clock seconds from the start until the child reports that the
+            answer cells have run (interpreter start-up included).
+        tasks_limit: wall-clock seconds from then until the child exits.
         python: the interpreter (default: this one).
     """
     start = time.monotonic()
@@ -147,25 +153,34 @@ def run_child(job: dict[str, Any], *, timeout: float, python: str | None = None)
         ]
         for reader in readers:
             reader.start()
-        timed_out = False
         try:
             assert proc.stdin is not None
             proc.stdin.write(json.dumps(payload).encode())
             proc.stdin.close()
         except (BrokenPipeError, OSError):
             pass
-        try:
-            proc.wait(timeout=max(timeout - (time.monotonic() - start), 0.1))
-        except subprocess.TimeoutExpired:
-            timed_out = True
+        marker = (nonce + CELLS_DONE).encode()
+        deadline = start + cells_limit
+        cells_done = False
+        timed_out = False
+        while proc.poll() is None:
+            now = time.monotonic()
+            if not cells_done and marker in out:
+                cells_done = True
+                deadline = now + tasks_limit
+            if now > deadline:
+                timed_out = True
+                break
+            time.sleep(0.05)
         _kill_group(proc)
         proc.wait()
         for reader in readers:
             reader.join(timeout=5)
         seconds = time.monotonic() - start
         if timed_out:
+            phase = "the answer cells" if not cells_done else "the tests"
             return ChildOutcome("timeout", seconds=seconds,
-                                detail=f"did not finish within {timeout:g} s")
+                                detail=f"{phase} did not finish in time")
         if out_over.is_set() or err_over.is_set():
             return ChildOutcome("flood", seconds=seconds, detail="wrote too much output")
         if err:
@@ -173,7 +188,7 @@ def run_child(job: dict[str, Any], *, timeout: float, python: str | None = None)
                                 detail="wrote to stderr: "
                                 + bytes(err[:200]).decode("utf-8", "replace"))
         lines = [line for line in bytes(out).decode("utf-8", "replace").splitlines()
-                 if line.startswith(nonce)]
+                 if line.startswith(nonce) and not line.startswith(nonce + CELLS_DONE)]
         if not lines:
             return ChildOutcome("crashed", seconds=seconds,
                                 detail=f"exited (code {proc.returncode}) without a result")

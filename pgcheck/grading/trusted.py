@@ -107,74 +107,104 @@ def _judge(check: str, payload: dict[str, Any], options: dict[str, Any]) -> tupl
         return False, f"measurement rejected: {type(exc).__name__}"
 
 
-def _outcome_message(outcome: ChildOutcome) -> tuple[str, str]:
-    if outcome.status != "ok":
-        return outcome.status, outcome.detail
-    status = str(outcome.payload.get("status", "bad-output"))
-    return status, str(outcome.payload.get("message", ""))[:500]
+Task = tuple[str, Any]  # ("hidden", HiddenTest) or ("visible", VisibleTest)
+
+#: seconds allowed for the child's interpreter start-up (imports) before its answer cells
+STARTUP_ALLOWANCE = 30.0
+
+
+def _task_json(kind: str, test: Any) -> dict[str, Any]:
+    if kind == "hidden":
+        return {"type": "measure", "check": test.check, "function": test.function_name,
+                "options": repr(test.options)}
+    return {"type": "visible", "grade_id": test.grade_id, "label": f"test {test.grade_id}",
+            "source": test.source}
 
 
 def plan(submission: Submission, spec: NotebookSpec, *, preload: Sequence[str] = (),
-         cell_timeout: float = DEFAULT_CELL_TIMEOUT) -> list[dict[str, Any]]:
-    """The child jobs for one submitted notebook: one per hidden test, one for visible tests."""
+         timeout: float = DEFAULT_TIMEOUT, cell_timeout: float = DEFAULT_CELL_TIMEOUT,
+         isolation: str = "notebook") -> list[tuple[dict[str, Any], list[Task]]]:
+    """The child jobs of one submitted notebook, each with the tests it answers for.
+
+    ``isolation="notebook"``: one ``python -I`` child runs the answer cells once, then every
+    test in its own forked process. ``isolation="test"``: one ``python -I`` child per test.
+    """
     answers = student_answers(submission.path)
     steps = _steps(spec, answers)
     base = {"steps": steps, "preload": list(preload), "cell_timeout": cell_timeout,
-            "sys_path": [str(spec.path.parent.resolve())]}
-    jobs = [dict(base, task={"type": "measure", "check": test.check,
-                             "function": test.function_name, "options": repr(test.options)})
-            for test in spec.hidden]
-    if spec.visible:
-        jobs.append(dict(base, task={"type": "visible", "cells": [
-            {"grade_id": v.grade_id, "label": f"test {v.grade_id}", "source": v.source}
-            for v in spec.visible]}))
-    return jobs
+            "task_timeout": timeout, "sys_path": [str(spec.path.parent.resolve())]}
+    tasks: list[Task] = [("hidden", t) for t in spec.hidden] + [
+        ("visible", v) for v in spec.visible]
+    groups = [tasks] if isolation == "notebook" else [[t] for t in tasks]
+    return [(dict(base, tasks=[_task_json(kind, test) for kind, test in group]), group)
+            for group in groups if group]
+
+
+def _limits(job: dict[str, Any]) -> tuple[float, float]:
+    sources = sum(len(step["sources"]) for step in job["steps"])
+    cells = STARTUP_ALLOWANCE + job["cell_timeout"] * max(sources, 1)
+    tasks = 5.0 + (job["task_timeout"] + 5.0) * len(job["tasks"])
+    return cells, tasks
+
+
+def _task_results(outcome: ChildOutcome, count: int) -> list[tuple[dict[str, Any], float]]:
+    """One result dict per task of a job, whatever happened to the child."""
+    if outcome.status != "ok":
+        failure = {"status": outcome.status, "message": outcome.detail}
+        return [(failure, outcome.seconds)] * count
+    payload = outcome.payload
+    if payload.get("status") != "ok":
+        failure = {"status": str(payload.get("status", "bad-output")),
+                   "message": str(payload.get("message", ""))[:500]}
+        return [(failure, outcome.seconds)] * count
+    results = payload.get("tasks")
+    if not isinstance(results, list) or len(results) != count:
+        return [({"status": "bad-output", "message": "wrong number of results"},
+                 outcome.seconds)] * count
+    return [(r if isinstance(r, dict) else {"status": "bad-output"}, outcome.seconds)
+            for r in results]
 
 
 def assemble(submission: Submission, spec: NotebookSpec,
-             outcomes: list[ChildOutcome]) -> list[CellGrade]:
-    """Turn the children's outcomes (in :func:`plan` order) into trusted cell grades."""
+             results: dict[str, tuple[dict[str, Any], float]]) -> list[CellGrade]:
+    """Trusted cell grades from the task results (by grade_id) of one submitted notebook."""
     grades: list[CellGrade] = []
     passed_functions: dict[str, bool] = {}
-    for test, outcome in zip(spec.hidden, outcomes, strict=False):
-        status, message = _outcome_message(outcome)
+    missing = ({"status": "crashed", "message": "not run"}, 0.0)
+    for test in spec.hidden:
+        result, seconds = results.get(test.grade_id, missing)
+        status = str(result.get("status", "bad-output"))
+        message = str(result.get("message", ""))[:500]
         passed = False
         if status == "ok":
-            passed, message = _judge(test.check, outcome.payload, test.options)
+            passed, message = _judge(test.check, result, test.options)
             status = "passed" if passed else "failed"
         passed_functions[test.function_name] = passed_functions.get(
             test.function_name, True) and passed
         grades.append(CellGrade(submission.student, submission.assignment, spec.name,
                                 test.grade_id, "hidden", test.points,
                                 test.points if passed else 0.0, status, message,
-                                round(outcome.seconds, 3)))
-    if spec.visible:
-        outcome = outcomes[len(spec.hidden)] if len(outcomes) > len(spec.hidden) else \
-            ChildOutcome("crashed", detail="not run")
-        status, message = _outcome_message(outcome)
-        results = {r.get("grade_id"): r for r in outcome.payload.get("visible", [])
-                   if isinstance(r, dict)} if status == "ok" else {}
-        for test in spec.visible:
-            result = results.get(test.grade_id)
-            cell_status, cell_message = status, message
-            passed = False
-            if status == "ok":
-                if result is None:
-                    cell_status, cell_message = "crashed", "no result"
-                elif result.get("error") is not None:
-                    cell_status, cell_message = "failed", f"raised {result.get('error')}"
-                elif result.get("stderr") is not False:
-                    cell_status, cell_message = "failed", "wrote to stderr"
-                else:
-                    failing = sorted(f for f in test.functions if not passed_functions.get(f))
-                    passed = not failing
-                    cell_status = "passed" if passed else "failed"
-                    cell_message = "" if passed else (
-                        "the hidden tests of " + ", ".join(failing) + " failed")
-            grades.append(CellGrade(submission.student, submission.assignment, spec.name,
-                                    test.grade_id, "visible", test.points,
-                                    test.points if passed else 0.0, cell_status, cell_message,
-                                    round(outcome.seconds, 3)))
+                                round(seconds, 3)))
+    for test in spec.visible:
+        result, seconds = results.get(test.grade_id, missing)
+        status = str(result.get("status", "bad-output"))
+        message = str(result.get("message", ""))[:500]
+        passed = False
+        if status == "ok":
+            if result.get("error") is not None:
+                status, message = "failed", f"raised {result.get('error')}"
+            elif result.get("stderr") is not False:
+                status, message = "failed", "wrote to stderr"
+            else:
+                failing = sorted(f for f in test.functions if not passed_functions.get(f))
+                passed = not failing
+                status = "passed" if passed else "failed"
+                message = "" if passed else ("the hidden tests of " + ", ".join(failing)
+                                             + " failed")
+        grades.append(CellGrade(submission.student, submission.assignment, spec.name,
+                                test.grade_id, "visible", test.points,
+                                test.points if passed else 0.0, status, message,
+                                round(seconds, 3)))
     return grades
 
 
@@ -182,24 +212,48 @@ def grade_submissions(items: Iterable[tuple[Submission, NotebookSpec]], *,
                       timeout: float = DEFAULT_TIMEOUT,
                       cell_timeout: float = DEFAULT_CELL_TIMEOUT,
                       preload: Sequence[str | Path] = (), jobs: int | None = None,
-                      python: str | None = None) -> list[CellGrade]:
+                      isolation: str = "notebook", python: str | None = None
+                      ) -> list[CellGrade]:
     """Grade many submitted notebooks; all their children share one pool of ``jobs`` workers.
+
+    Args:
+        items: (submission, parsed source notebook) pairs.
+        timeout: seconds per test (hidden test or visible test cell).
+        cell_timeout: seconds per answer or setup cell.
+        preload: trusted Python files that register extra checks (parent and children).
+        jobs: children run at once (default: the number of CPUs).
+        isolation: ``"notebook"`` (one interpreter per notebook, a fork per test) or
+            ``"test"`` (one interpreter per test).
+        python: the children's interpreter (default: this one).
 
     A submission whose children hang, crash or cheat gets zeros for those tests; it never
     stops the others.
     """
+    if isolation not in ("notebook", "test"):
+        raise ValueError(f"isolation must be 'notebook' or 'test', not {isolation!r}")
     paths = _preloaded(preload)
-    work = [(sub, spec, plan(sub, spec, preload=paths, cell_timeout=cell_timeout))
+    work = [(sub, spec, plan(sub, spec, preload=paths, timeout=timeout,
+                             cell_timeout=cell_timeout, isolation=isolation))
             for sub, spec in items]
-    flat = [job for _, _, js in work for job in js]
+    flat = [job for _, _, jobs_ in work for job, _ in jobs_]
+
+    def one(job: dict[str, Any]) -> ChildOutcome:
+        cells, tasks = _limits(job)
+        return run_child(job, cells_limit=cells, tasks_limit=tasks, python=python)
+
     workers = max(1, jobs or os.cpu_count() or 1)
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        outcomes = list(pool.map(lambda j: run_child(j, timeout=timeout, python=python), flat))
+        outcomes = list(pool.map(one, flat))
     grades: list[CellGrade] = []
     index = 0
-    for sub, spec, js in work:
-        grades.extend(assemble(sub, spec, outcomes[index:index + len(js)]))
-        index += len(js)
+    for sub, spec, jobs_ in work:
+        results: dict[str, tuple[dict[str, Any], float]] = {}
+        for (_, tasks), outcome in zip(jobs_, outcomes[index:index + len(jobs_)], strict=True):
+            for (_, test), result in zip(tasks, _task_results(outcome, len(tasks)),
+                                         strict=True):
+                results[test.grade_id] = result
+        index += len(jobs_)
+        grades.extend(assemble(sub, spec, results))
     return grades
 
 
