@@ -64,6 +64,10 @@ def log_prob_instances(policy: str) -> list[dict[str, Any]]:
         huge = torch.randn(4, 5, generator=g, dtype=DTYPE) * 3.0 + 1000.0
         out.append({"name": "logits near 1000", "kind": "stability",
                     "args": {"logits": huge, "actions": torch.tensor([2, 0, 4, 1])}})
+        # spread logits: softmax(z).log() underflows to −inf for the unlikely actions
+        spread = torch.tensor([[0.0, 800.0, -50.0], [900.0, 0.0, 10.0]], dtype=DTYPE)
+        out.append({"name": "logits 800 apart", "kind": "stability",
+                    "args": {"logits": spread, "actions": torch.tensor([0, 1])}})
     else:
         mean = torch.randn(6, generator=g, dtype=DTYPE) * 2.0
         std = torch.tensor([0.3, 2.5, 0.7, 1.6, 0.45, 3.2], dtype=DTYPE)

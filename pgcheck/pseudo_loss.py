@@ -296,11 +296,16 @@ def judge(measurement: dict[str, Any], problem: ProblemSpec = None, *,
         code, beta = found
         if beta < 0:
             code = "sign_flipped+" + code
-    if accept_missing_gamma_t and code == "missing_gamma_t":
-        return Report(True, "unbiased", "Accepted by option: your loss follows the common "
-                      "convention Σ_t G_t ∇log π(a_t|s_t) without γ^t, which is biased for the "
-                      "discounted objective when γ < 1 but widely used.", scale=alphas[0],
-                      diagnosis=code, **common)
+    if accept_missing_gamma_t and found is not None and found[0] == "missing_gamma_t":
+        beta = found[1]
+        exact = abs(beta - 1) <= 1e-6
+        scaled_note = "" if exact else (
+            f" It is a positive multiple (β = {beta:.4g}) of that convention's gradient.")
+        return Report(beta > 0, "unbiased" if exact else "scaled",
+                      "Accepted by option: your loss follows the common convention "
+                      "Σ_t G_t ∇log π(a_t|s_t) without γ^t, which is biased for the discounted "
+                      "objective when γ < 1 but widely used." + scaled_note,
+                      scale=beta, diagnosis="missing_gamma_t", **common)
     if code is None:
         msg = ("Your pseudo-loss is biased: E[−∇L] differs from ∇J by more than a factor "
                f"(relative residual {max(rr for _, rr, _ in parts):.2g}). Check that you weight "
@@ -328,7 +333,7 @@ def _alphas(alphas: list[float]) -> str:
 
 def _numbers(probs: list[Problem], gs: list[Tensor], gjs: list[Tensor]) -> str:
     """The first instance where the vectors differ most, gradcheck-style."""
-    i = max(range(len(gs)), key=lambda k: float((gs[k] - gjs[k]).norm() / gjs[k].norm()))
+    i = max(range(len(gs)), key=lambda k: decompose(gs[k], gjs[k])[1])  # largest residual
     fmt = lambda v: "[" + ", ".join(f"{x:.4f}" for x in v.tolist()[:5]) + (  # noqa: E731
         ", …]" if v.numel() > 5 else "]")
     return f"\nOn {probs[i].name}: ∇J = {fmt(gjs[i])}, E[−∇L] = {fmt(gs[i])}."
