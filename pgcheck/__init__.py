@@ -17,6 +17,7 @@ from pgcheck.checks import (
     check_returns,
     check_score_estimator,
     check_score_function,
+    check_trajectory_log_prob,
 )
 from pgcheck.registry import REGISTRY, register
 from pgcheck.report import Report
@@ -25,5 +26,5 @@ from pgcheck.vocabulary import VOCABULARY
 __version__ = "0.1.0"
 
 __all__ = ["REGISTRY", "Report", "VOCABULARY", "check_log_prob", "check_pseudo_loss",
-           "check_returns", "check_score_estimator", "check_score_function", "estimators",
-           "problems", "register"]
+           "check_returns", "check_score_estimator", "check_score_function",
+           "check_trajectory_log_prob", "estimators", "problems", "register"]

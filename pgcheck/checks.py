@@ -14,13 +14,14 @@ from pgcheck import (  # noqa: F401  (importing registers the checks)
     return_checks,
     score_estimator_check,
     score_function_check,
+    trajectory_check,
 )
 from pgcheck.pseudo_loss import check_pseudo_loss
 from pgcheck.registry import REGISTRY
 from pgcheck.report import Report
 
 __all__ = ["check_log_prob", "check_pseudo_loss", "check_returns", "check_score_estimator",
-           "check_score_function"]
+           "check_score_function", "check_trajectory_log_prob"]
 
 
 def check_log_prob(fn: Callable[..., Any], policy: str = "softmax", *, timeout: float = 5.0,
@@ -68,3 +69,17 @@ def check_returns(fn: Callable[..., Any], kind: str = "reward_to_go", *, timeout
     ``"discounted_reward_to_go"``: γ^t G_t.
     """
     return REGISTRY["returns"](fn, kind=kind, timeout=timeout, **options)
+
+
+def check_trajectory_log_prob(fn: Callable[..., Any], *, timeout: float = 5.0,
+                              require_grad: bool = False, **options: Any) -> Report:
+    """Check the log-probability of one trajectory against the exact sum.
+
+    ``fn(states [T+1] long, actions [T] long, log_p0 [S], log_pi [S,A], log_P [S,A,S])`` must
+    return the scalar log p(τ) = log p(s_0) + Σ_t [log π(a_t|s_t) + log P(s_{t+1}|s_t,a_t)]
+    (a tensor or a float). When the result is a tensor on the autograd graph, its gradient
+    must be the count of each (s_t, a_t) pair (for log_pi), of each transition (for log_P)
+    and the one-hot of s_0 (for log_p0); ``require_grad=True`` rejects a float result.
+    """
+    return REGISTRY["trajectory_log_prob"](fn, timeout=timeout, require_grad=require_grad,
+                                           **options)
