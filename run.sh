@@ -34,6 +34,9 @@ setup() {
   fi
 }
 
+# tools installed in the environment (jupyter, nbgrader and the alembic it calls) come first
+export PATH="$PWD/.venv/bin:$PATH"
+
 case "${1:-lab}" in
   lab)
     setup

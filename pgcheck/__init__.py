@@ -10,7 +10,7 @@ pgcheck enumerates every trajectory of small problems with exact answers, so the
 gradient of your loss is compared with the exact ∇J with no sampling noise.
 """
 
-from pgcheck import estimators, problems
+from pgcheck import estimators, grading, problems
 from pgcheck.checks import (
     check_log_prob,
     check_pseudo_loss,
@@ -27,4 +27,4 @@ __version__ = "0.1.0"
 
 __all__ = ["REGISTRY", "Report", "VOCABULARY", "check_log_prob", "check_pseudo_loss",
            "check_returns", "check_score_estimator", "check_score_function",
-           "check_trajectory_log_prob", "estimators", "problems", "register"]
+           "check_trajectory_log_prob", "estimators", "grading", "problems", "register"]
