@@ -10,7 +10,7 @@ import os
 c = get_config()  # noqa: F821  (injected by nbgrader)
 os.makedirs("course", exist_ok=True)
 
-c.CourseDirectory.root = "."
+c.CourseDirectory.root = os.path.abspath(".")  # nbgrader is run from the course root
 c.CourseDirectory.source_directory = "solutions"
 c.CourseDirectory.release_directory = "notebooks"
 c.CourseDirectory.submitted_directory = "course/submitted"

@@ -90,7 +90,7 @@ class Evaluator:
                  trusted: bool = False) -> None:
         self.fn = fn
         self.names = names
-        self.deadline = time.monotonic() + timeout
+        self.used = 0.0  # seconds spent in the learner's code (pgcheck's own work is not counted)
         self.timeout = timeout
         self.trusted = trusted
         self.output = ""
@@ -115,13 +115,15 @@ class Evaluator:
         if self.trusted:
             value, grads = run()
         else:
-            remaining = self.deadline - time.monotonic()
+            remaining = self.timeout - self.used
             if remaining <= 0:
                 raise LearnerFailure(LearnerError(
                     "timeout", f"your loss used up the time limit of {self.timeout:.1f} s over "
                     f"{self.calls - 1} calls. Make it faster (vectorise the loops over steps) "
                     "or pass a larger timeout="))
+            start = time.monotonic()
             result = call_learner(lambda: run(), {}, seconds=remaining, name="your loss")
+            self.used += time.monotonic() - start
             if result.output and len(self.output) < 2000:
                 self.output += result.output[: 2000 - len(self.output)]
             if result.error is not None:

@@ -27,6 +27,7 @@ from course_tools import (  # noqa: E402
     nbgrader,
     pgrade,
     read,
+    session_dir,
     submit,
     total,
 )
@@ -108,7 +109,7 @@ import os as _os
 _fake = {"status": "ok", "measurement": {
     "values": [[5.23], [0.0], [2.0], [2.0], [0.6117999999999998]],
     "errors": [None, None, None, None, None]}}
-for _fd in range(1, 40):
+for _fd in [1, *range(3, 40)]:
     try:
         _os.write(_fd, (_json.dumps(_fake) + "\\n").encode())
     except OSError:
@@ -159,7 +160,7 @@ CASES: dict[str, tuple[str, str, float]] = {
 }
 #: attacks that fool grading in the student's kernel: student -> in-kernel score expected
 IN_KERNEL = {"monkeypatch_pgcheck": 4, "float_subclass": 4, "input_transformer": 6,
-             "redefined_hidden_test": 4, "tampered_torch": 3}
+             "redefined_hidden_test": 4, "tampered_torch": 4}
 
 
 def _notebook(released: Any, dr: str, rtg: str) -> Any:
@@ -215,7 +216,7 @@ def _run_all(root: Path) -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def graded(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """Every adversarial submission graded once per session (shared between xdist workers)."""
-    shared = tmp_path_factory.getbasetemp().parent / "course_adversarial"
+    shared = session_dir(tmp_path_factory) / "course_adversarial"
     shared.mkdir(exist_ok=True)
     done = shared / "results.json"
     with FileLock(str(done) + ".lock"):

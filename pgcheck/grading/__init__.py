@@ -51,11 +51,12 @@ def hidden_test(check: str, function_name: str, **options: Any) -> None:
     __tracebackhide__ = True  # noqa: F841 - IPython hides this frame in tracebacks
     passed = False
     try:
-        import pgcheck  # noqa: F401 - importing pgcheck registers its checks
+        from pgcheck.grading.checks import import_check_modules
         from pgcheck.registry import REGISTRY
         from pgcheck.sandbox import quiet
 
         with quiet():
+            import_check_modules()
             caller = sys._getframe(1).f_globals
             fn = _find_function(function_name, caller)
             registered = REGISTRY.get(check)

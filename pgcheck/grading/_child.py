@@ -250,8 +250,10 @@ def main() -> None:
         import torch
 
         torch.set_num_threads(1)
-        import pgcheck  # noqa: F401 - registers the checks
+        from pgcheck.grading.checks import import_check_modules
         from pgcheck.registry import REGISTRY
+
+        import_check_modules()
         from pgcheck.sandbox import call_learner
 
         for path in job.get("preload", []):

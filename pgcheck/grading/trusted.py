@@ -91,10 +91,11 @@ def _import_file(path: str) -> None:
 
 def _judge(check: str, payload: dict[str, Any], options: dict[str, Any]) -> tuple[bool, str]:
     """Call the check's judge on the child's plain measurement; never raises."""
-    import pgcheck  # noqa: F401 - registers the checks
+    from pgcheck.grading.checks import import_check_modules
     from pgcheck.registry import REGISTRY
     from pgcheck.sandbox import quiet
 
+    import_check_modules()
     registered = REGISTRY.get(check)
     if registered is None:
         return False, f"no check named {check!r} in the grader"
