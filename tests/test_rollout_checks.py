@@ -198,3 +198,30 @@ def test_infinite_loop_times_out():
             pass
     report = check_rollout(forever, timeout=0.5)
     assert not report.passed and report.verdict == "error"
+
+
+# ----------------------------------------------------------------------------- value_loss
+def test_value_loss_correct_and_mistakes():
+    from pgcheck.rollout_checks import check_value_loss
+
+    def good(values, targets, mask):
+        return ((values - targets) ** 2 * mask).sum() / mask.sum()
+
+    def unmasked(values, targets, mask):
+        return ((values - targets) ** 2).mean()
+
+    def all_entries(values, targets, mask):
+        return ((values - targets) ** 2 * mask).mean()
+
+    def summed(values, targets, mask):
+        return ((values - targets) ** 2 * mask).sum()
+
+    def detached(values, targets, mask):
+        return (((values - targets) ** 2 * mask).sum() / mask.sum()).detach()
+
+    assert check_value_loss(good).passed
+    assert check_value_loss(unmasked).diagnosis == "padding"
+    assert check_value_loss(all_entries).diagnosis == "divides_by_all"
+    assert check_value_loss(summed).diagnosis == "sum"
+    report = check_value_loss(detached)
+    assert not report.passed and report.verdict == "error"
