@@ -15,9 +15,11 @@ from pgcheck.checks import (
     check_log_prob,
     check_pseudo_loss,
     check_returns,
+    check_rollout,
     check_score_estimator,
     check_score_function,
     check_trajectory_log_prob,
+    check_value_loss,
 )
 from pgcheck.registry import REGISTRY, register
 from pgcheck.report import Report
@@ -26,5 +28,6 @@ from pgcheck.vocabulary import VOCABULARY
 __version__ = "0.1.0"
 
 __all__ = ["REGISTRY", "Report", "VOCABULARY", "check_log_prob", "check_pseudo_loss",
-           "check_returns", "check_score_estimator", "check_score_function",
-           "check_trajectory_log_prob", "estimators", "grading", "problems", "register"]
+           "check_returns", "check_rollout", "check_score_estimator", "check_score_function",
+           "check_trajectory_log_prob", "check_value_loss", "estimators", "grading", "problems",
+           "register"]

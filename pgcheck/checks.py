@@ -12,6 +12,7 @@ from typing import Any
 from pgcheck import (  # noqa: F401  (importing registers the checks)
     log_prob_check,
     return_checks,
+    rollout_checks,
     score_estimator_check,
     score_function_check,
     trajectory_check,
@@ -20,8 +21,9 @@ from pgcheck.pseudo_loss import check_pseudo_loss
 from pgcheck.registry import REGISTRY
 from pgcheck.report import Report
 
-__all__ = ["check_log_prob", "check_pseudo_loss", "check_returns", "check_score_estimator",
-           "check_score_function", "check_trajectory_log_prob"]
+__all__ = ["check_log_prob", "check_pseudo_loss", "check_returns", "check_rollout",
+           "check_score_estimator", "check_score_function", "check_trajectory_log_prob",
+           "check_value_loss"]
 
 
 def check_log_prob(fn: Callable[..., Any], policy: str = "softmax", *, timeout: float = 5.0,
@@ -83,3 +85,19 @@ def check_trajectory_log_prob(fn: Callable[..., Any], *, timeout: float = 5.0,
     """
     return REGISTRY["trajectory_log_prob"](fn, timeout=timeout, require_grad=require_grad,
                                            **options)
+
+
+def check_rollout(fn: Callable[..., Any], *, timeout: float = 5.0, **options: Any) -> Report:
+    """Check a collection loop ``fn(env, policy, rng) -> (observations [T,S], actions [T],
+    rewards [T])`` on small environments whose every step is known.
+
+    It must reset once (unseeded) at the start, record the observation the action was taken
+    in, record the sampled action, and stop on ``terminated or truncated`` (gymnasium 1.x).
+    """
+    return REGISTRY["rollout"](fn, timeout=timeout, **options)
+
+
+def check_value_loss(fn: Callable[..., Any], *, timeout: float = 5.0, **options: Any) -> Report:
+    """Check a masked mean squared error ``fn(values [B,T], targets [B,T], mask [B,T])``:
+    L = Σ mask·(V − G)² / Σ mask, with no gradient from padded steps."""
+    return REGISTRY["value_loss"](fn, timeout=timeout, **options)
