@@ -169,6 +169,15 @@ def error_report(measurement: dict[str, Any], check: str) -> Report | None:
     return None
 
 
+def judge_precheck(measurement: dict[str, Any], check: str, public: str,
+                   unknown: dict[str, Any], valid: list[str]) -> Report | None:
+    """The start of every judge: an unknown option, or an error that ``measure`` recorded."""
+    bad = unknown_options(public, unknown, valid)
+    if bad:
+        return Report.error(bad, check=check, diagnosis="usage")
+    return error_report(measurement, check)
+
+
 def output_notes(measurement: dict[str, Any]) -> list[str]:
     """A note with what the learner's function printed, if anything."""
     out = measurement.get("output") or ""

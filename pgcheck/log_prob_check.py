@@ -19,11 +19,11 @@ from pgcheck.checking import (
     DTYPE,
     Budget,
     close,
-    error_report,
     finite_or_none,
     finite_rows,
     fit_scale,
     fmt_vec,
+    judge_precheck,
     learner_call,
     output_notes,
     read_output,
@@ -234,12 +234,9 @@ def judge_log_prob(measurement: dict[str, Any], *, policy: str = "softmax",
     to the logits (or mean and std) against autograd through torch.distributions.
     """
     check = "log_prob"
-    bad = unknown_options("check_log_prob", unknown, LOG_PROB_OPTIONS)
-    if bad:
-        return Report.error(bad, check=check, diagnosis="usage")
-    err = error_report(measurement, check)
-    if err is not None:
-        return err
+    early = judge_precheck(measurement, check, "check_log_prob", unknown, LOG_PROB_OPTIONS)
+    if early is not None:
+        return early
     if policy not in LOG_PROB_POLICIES or measurement.get("policy") != policy:
         return Report.error(f"pgcheck.check_log_prob: policy={policy!r} does not match the "
                             f"measurement (use one of {LOG_PROB_POLICIES}).", check=check,

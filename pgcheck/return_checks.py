@@ -26,9 +26,9 @@ from pgcheck.checking import (
     DTYPE,
     Budget,
     close,
-    error_report,
     finite_rows,
     fmt_vec,
+    judge_precheck,
     learner_call,
     output_notes,
     read_output,
@@ -221,12 +221,9 @@ def judge_returns(measurement: dict[str, Any], *, kind: str = "reward_to_go",
                   **unknown: Any) -> Report:
     """Compare with the exact reference on every case: |yours − ref| ≤ atol + rtol·|ref|."""
     check = "returns"
-    bad = unknown_options("check_returns", unknown, OPTIONS)
-    if bad:
-        return Report.error(bad, check=check, diagnosis="usage")
-    err = error_report(measurement, check)
-    if err is not None:
-        return err
+    early = judge_precheck(measurement, check, "check_returns", unknown, OPTIONS)
+    if early is not None:
+        return early
     if kind not in KINDS or measurement.get("kind") != kind:
         return Report.error(f"pgcheck.check_returns: kind={kind!r} does not match the "
                             f"measurement (use one of {KINDS}).", check=check, diagnosis="usage")

@@ -26,7 +26,7 @@ import numpy as np
 from pgcheck.checking import (
     DEFAULT_TIMEOUT,
     Budget,
-    error_report,
+    judge_precheck,
     learner_call,
     output_notes,
     to_array,
@@ -300,12 +300,9 @@ def judge_rollout(measurement: dict[str, Any], *, timeout: float = DEFAULT_TIMEO
                   n_episodes: int = 4, **unknown: Any) -> Report:
     """Replay every returned episode on the probe environment and name the first mistake."""
     check = "rollout"
-    bad = unknown_options("check_rollout", unknown, OPTIONS)
-    if bad:
-        return Report.error(bad, check=check, diagnosis="usage")
-    err = error_report(measurement, check)
-    if err is not None:
-        return err
+    early = judge_precheck(measurement, check, "check_rollout", unknown, OPTIONS)
+    if early is not None:
+        return early
     if len(measurement.get("cases", [])) != len(CASES):
         return Report.error("pgcheck.check_rollout: the measurement does not match the cases.",
                             check=check, diagnosis="usage")
@@ -418,12 +415,9 @@ def judge_value_loss(measurement: dict[str, Any], *, timeout: float = DEFAULT_TI
                      rtol: float = 1e-6, atol: float = 1e-9, **unknown: Any) -> Report:
     """Compare with L = Σ mask (V − G)² / Σ mask and its gradient; name common mistakes."""
     check = "value_loss"
-    bad = unknown_options("check_value_loss", unknown, VALUE_OPTIONS)
-    if bad:
-        return Report.error(bad, check=check, diagnosis="usage")
-    err = error_report(measurement, check)
-    if err is not None:
-        return err
+    early = judge_precheck(measurement, check, "check_value_loss", unknown, VALUE_OPTIONS)
+    if early is not None:
+        return early
     cases = value_cases()
     results = measurement.get("results", [])
     if len(results) != len(cases):

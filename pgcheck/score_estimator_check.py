@@ -21,11 +21,11 @@ from pgcheck.checking import (
     DTYPE,
     Budget,
     close,
-    error_report,
     finite_or_none,
     finite_rows,
     fit_scale,
     fmt_vec,
+    judge_precheck,
     learner_call,
     output_notes,
     read_output,
@@ -374,12 +374,9 @@ def judge_score_estimator(measurement: dict[str, Any], *, family: str = "gaussia
     the fixed batches: |mean − ∇| ≤ z_max · standard error in every component.
     """
     check = "score_estimator"
-    bad = unknown_options("check_score_estimator", unknown, ESTIMATOR_OPTIONS)
-    if bad:
-        return Report.error(bad, check=check, diagnosis="usage")
-    err = error_report(measurement, check)
-    if err is not None:
-        return err
+    early = judge_precheck(measurement, check, "check_score_estimator", unknown, ESTIMATOR_OPTIONS)
+    if early is not None:
+        return early
     if family not in ESTIMATOR_FAMILIES or measurement.get("family") != family:
         return Report.error(f"pgcheck.check_score_estimator: family={family!r} does not match the "
                             f"measurement (use one of {ESTIMATOR_FAMILIES}).", check=check,

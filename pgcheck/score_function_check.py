@@ -19,10 +19,10 @@ from pgcheck.checking import (
     FD_EPS,
     Budget,
     close,
-    error_report,
     finite_rows,
     fit_scale,
     fmt_vec,
+    judge_precheck,
     learner_call,
     output_notes,
     read_output,
@@ -236,12 +236,9 @@ def judge_score_function(measurement: dict[str, Any], *, policy: str = "softmax_
     Accepted when |yours − autograd| ≤ atol + rtol·|autograd| for every entry of every input.
     """
     check = "score_function"
-    bad = unknown_options("check_score_function", unknown, SCORE_OPTIONS)
-    if bad:
-        return Report.error(bad, check=check, diagnosis="usage")
-    err = error_report(measurement, check)
-    if err is not None:
-        return err
+    early = judge_precheck(measurement, check, "check_score_function", unknown, SCORE_OPTIONS)
+    if early is not None:
+        return early
     if policy not in SCORE_POLICIES or measurement.get("policy") != policy:
         return Report.error(f"pgcheck.check_score_function: policy={policy!r} does not match the "
                             f"measurement (use one of {SCORE_POLICIES}).", check=check,
