@@ -314,3 +314,26 @@ def test_a_loss_that_only_works_on_one_trajectory_is_checked_in_a_loop():
     report = pgcheck.check_pseudo_loss(one_trajectory)
     assert report.passed and any("one trajectory at a time" in n for n in report.notes)
     assert pgcheck.check_pseudo_loss(one_trajectory_no_mask).diagnosis == "forgotten_mask"
+
+
+@given(c=st.floats(0.01, 100.0) | st.floats(-100.0, -0.01))
+def test_probe_scale_of_a_multiple_of_a_correct_loss(c):
+    """The decomposition E[ĝ] = α∇J + r recovers α = c exactly, and the sign when c < 0."""
+
+    def scaled(log_probs, q_values, gamma, mask):
+        return c * E.reward_to_go(log_probs, q_values, gamma, mask)
+
+    report = pgcheck.check_pseudo_loss(scaled, problem=["mdp-linear", "bandit"])
+    assert report.scale == pytest.approx(c, rel=1e-9)
+    if abs(c - 1) < 1e-9:
+        assert report.verdict == "unbiased"
+    elif c > 0:
+        assert report.passed and report.verdict == "scaled"
+    else:
+        assert not report.passed and report.diagnosis == "sign_flipped"
+
+
+@given(B=st.integers(2, 40))
+def test_probe_sum_over_the_batch_reports_the_batch_size(B):
+    report = pgcheck.check_pseudo_loss(E.sum_over_batch, batch_size=B, problem="mdp-mlp")
+    assert report.diagnosis == "sum_over_batch" and report.scale == pytest.approx(B)
