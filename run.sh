@@ -40,7 +40,9 @@ export PATH="$PWD/.venv/bin:$PATH"
 case "${1:-lab}" in
   lab)
     setup
-    exec .venv/bin/jupyter lab --notebook-dir=notebooks "${@:2}"
+    extra=()
+    if [ "$(id -u)" = 0 ]; then extra+=(--allow-root); fi  # e.g. inside a container
+    exec .venv/bin/jupyter lab --notebook-dir=notebooks "${extra[@]}" "${@:2}"
     ;;
   test)
     setup
