@@ -170,12 +170,29 @@ def error_report(measurement: dict[str, Any], check: str) -> Report | None:
 
 
 def judge_precheck(measurement: dict[str, Any], check: str, public: str,
-                   unknown: dict[str, Any], valid: list[str]) -> Report | None:
-    """The start of every judge: an unknown option, or an error that ``measure`` recorded."""
+                   unknown: dict[str, Any], valid: list[str],
+                   kind: tuple[str, str, tuple[str, ...]] | None = None) -> Report | None:
+    """The start of every judge: an unknown option, an error that ``measure`` recorded, or a
+    ``kind = (option name, value, allowed values)`` that the measurement was not made for."""
     bad = unknown_options(public, unknown, valid)
     if bad:
         return Report.error(bad, check=check, diagnosis="usage")
-    return error_report(measurement, check)
+    early = error_report(measurement, check)
+    if early is None and kind is not None:
+        key, value, allowed = kind
+        if value not in allowed or measurement.get(key) != value:
+            return Report.error(f"pgcheck.{public}: {key}={value!r} does not match the "
+                                f"measurement (use one of {allowed}).", check=check,
+                                diagnosis="usage")
+    return early
+
+
+def count_mismatch(got: list[Any], expected: int, check: str, public: str) -> Report | None:
+    """An error report when a measurement holds another number of cases than the judge's."""
+    if len(got) == expected:
+        return None
+    return Report.error(f"pgcheck.{public}: the measurement does not match the cases.",
+                        check=check, diagnosis="usage")
 
 
 def output_notes(measurement: dict[str, Any]) -> list[str]:

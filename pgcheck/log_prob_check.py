@@ -19,6 +19,7 @@ from pgcheck.checking import (
     DTYPE,
     Budget,
     close,
+    count_mismatch,
     finite_or_none,
     finite_rows,
     fit_scale,
@@ -234,18 +235,15 @@ def judge_log_prob(measurement: dict[str, Any], *, policy: str = "softmax",
     to the logits (or mean and std) against autograd through torch.distributions.
     """
     check = "log_prob"
-    early = judge_precheck(measurement, check, "check_log_prob", unknown, LOG_PROB_OPTIONS)
+    early = judge_precheck(measurement, check, "check_log_prob", unknown, LOG_PROB_OPTIONS,
+                           kind=("policy", policy, LOG_PROB_POLICIES))
     if early is not None:
         return early
-    if policy not in LOG_PROB_POLICIES or measurement.get("policy") != policy:
-        return Report.error(f"pgcheck.check_log_prob: policy={policy!r} does not match the "
-                            f"measurement (use one of {LOG_PROB_POLICIES}).", check=check,
-                            diagnosis="usage")
     instances = log_prob_instances(policy)
     values = measurement["values"]
-    if len(values) != len(instances):
-        return Report.error("pgcheck.check_log_prob: the measurement does not match the "
-                            "instances.", check=check, diagnosis="usage")
+    early = count_mismatch(values, len(instances), check, "check_log_prob")
+    if early is not None:
+        return early
     rows: list[Row] = []
     mismatch: list[tuple[int, int, float, float]] = []  # (instance, entry, yours, ref)
     unstable: list[str] = []

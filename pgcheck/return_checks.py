@@ -26,6 +26,7 @@ from pgcheck.checking import (
     DTYPE,
     Budget,
     close,
+    count_mismatch,
     finite_rows,
     fmt_vec,
     judge_precheck,
@@ -221,17 +222,15 @@ def judge_returns(measurement: dict[str, Any], *, kind: str = "reward_to_go",
                   **unknown: Any) -> Report:
     """Compare with the exact reference on every case: |yours − ref| ≤ atol + rtol·|ref|."""
     check = "returns"
-    early = judge_precheck(measurement, check, "check_returns", unknown, OPTIONS)
+    early = judge_precheck(measurement, check, "check_returns", unknown, OPTIONS,
+                           kind=("kind", kind, KINDS))
     if early is not None:
         return early
-    if kind not in KINDS or measurement.get("kind") != kind:
-        return Report.error(f"pgcheck.check_returns: kind={kind!r} does not match the "
-                            f"measurement (use one of {KINDS}).", check=check, diagnosis="usage")
     cases = return_cases()
     values = measurement["values"]
-    if len(values) != len(cases):
-        return Report.error("pgcheck.check_returns: the measurement does not match the cases.",
-                            check=check, diagnosis="usage")
+    early = count_mismatch(values, len(cases), check, "check_returns")
+    if early is not None:
+        return early
     notes = output_notes(measurement)
     rows: list[Row] = []
     first_bad: tuple[list[float], float, np.ndarray, np.ndarray] | None = None

@@ -26,6 +26,7 @@ import numpy as np
 from pgcheck.checking import (
     DEFAULT_TIMEOUT,
     Budget,
+    count_mismatch,
     judge_precheck,
     learner_call,
     output_notes,
@@ -303,9 +304,9 @@ def judge_rollout(measurement: dict[str, Any], *, timeout: float = DEFAULT_TIMEO
     early = judge_precheck(measurement, check, "check_rollout", unknown, OPTIONS)
     if early is not None:
         return early
-    if len(measurement.get("cases", [])) != len(CASES):
-        return Report.error("pgcheck.check_rollout: the measurement does not match the cases.",
-                            check=check, diagnosis="usage")
+    early = count_mismatch(measurement.get("cases", []), len(CASES), check, "check_rollout")
+    if early is not None:
+        return early
     rows: list[Row] = []
     problem: tuple[str, str] | None = None
     for (label, seed, p_term, limit), case in zip(CASES, measurement["cases"], strict=True):
@@ -420,9 +421,9 @@ def judge_value_loss(measurement: dict[str, Any], *, timeout: float = DEFAULT_TI
         return early
     cases = value_cases()
     results = measurement.get("results", [])
-    if len(results) != len(cases):
-        return Report.error("pgcheck.check_value_loss: the measurement does not match the cases.",
-                            check=check, diagnosis="usage")
+    early = count_mismatch(results, len(cases), check, "check_value_loss")
+    if early is not None:
+        return early
     rows: list[Row] = []
     flags = {"ok": True, "padding_in_gradient": False, "divides_by_all": True, "sum": True,
              "half": True}

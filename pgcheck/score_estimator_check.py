@@ -374,13 +374,10 @@ def judge_score_estimator(measurement: dict[str, Any], *, family: str = "gaussia
     the fixed batches: |mean − ∇| ≤ z_max · standard error in every component.
     """
     check = "score_estimator"
-    early = judge_precheck(measurement, check, "check_score_estimator", unknown, ESTIMATOR_OPTIONS)
+    early = judge_precheck(measurement, check, "check_score_estimator", unknown,
+                           ESTIMATOR_OPTIONS, kind=("family", family, ESTIMATOR_FAMILIES))
     if early is not None:
         return early
-    if family not in ESTIMATOR_FAMILIES or measurement.get("family") != family:
-        return Report.error(f"pgcheck.check_score_estimator: family={family!r} does not match the "
-                            f"measurement (use one of {ESTIMATOR_FAMILIES}).", check=check,
-                            diagnosis="usage")
     fs = _resolve_f(family, f)
     theta = estimator_theta(family)
     atoms, weights = estimator_atoms(family, theta)

@@ -19,6 +19,7 @@ from pgcheck.checking import (
     FD_EPS,
     Budget,
     close,
+    count_mismatch,
     finite_rows,
     fit_scale,
     fmt_vec,
@@ -236,18 +237,15 @@ def judge_score_function(measurement: dict[str, Any], *, policy: str = "softmax_
     Accepted when |yours − autograd| ≤ atol + rtol·|autograd| for every entry of every input.
     """
     check = "score_function"
-    early = judge_precheck(measurement, check, "check_score_function", unknown, SCORE_OPTIONS)
+    early = judge_precheck(measurement, check, "check_score_function", unknown, SCORE_OPTIONS,
+                           kind=("policy", policy, SCORE_POLICIES))
     if early is not None:
         return early
-    if policy not in SCORE_POLICIES or measurement.get("policy") != policy:
-        return Report.error(f"pgcheck.check_score_function: policy={policy!r} does not match the "
-                            f"measurement (use one of {SCORE_POLICIES}).", check=check,
-                            diagnosis="usage")
     instances = score_instances(policy)
     values = measurement["values"]
-    if len(values) != len(instances):
-        return Report.error("pgcheck.check_score_function: the measurement does not match the "
-                            "instances.", check=check, diagnosis="usage")
+    early = count_mismatch(values, len(instances), check, "check_score_function")
+    if early is not None:
+        return early
     rows: list[Row] = []
     notes = output_notes(measurement)
     first_bad: tuple[int, np.ndarray, np.ndarray, np.ndarray] | None = None
