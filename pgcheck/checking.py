@@ -161,6 +161,19 @@ def usage_error(check: str, message: str) -> dict[str, Any]:
     return {"error": f"pgcheck.{check}: {message}", "error_kind": "usage"}
 
 
+def measure_precheck(public: str, unknown: dict[str, Any], valid: list[str],
+                     kind: tuple[str, str, tuple[str, ...]] | None = None) -> dict[str, Any] | None:
+    """The start of every measure: a measurement recording an unknown option, or a
+    ``kind = (option name, value, allowed values)`` outside the allowed ones; else None."""
+    bad = unknown_options(public, unknown, valid)
+    if bad:
+        return {"error": bad, "error_kind": "usage"}
+    if kind is not None and kind[1] not in kind[2]:
+        key, value, allowed = kind
+        return usage_error(public, f"{key}={value!r}; use one of {allowed}.")
+    return None
+
+
 def error_report(measurement: dict[str, Any], check: str) -> Report | None:
     """The error report for a measurement that recorded an error, else None."""
     if "error" in measurement:

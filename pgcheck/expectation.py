@@ -44,31 +44,34 @@ class LearnerFailure(Exception):
 _OUTPUT_CACHE: dict[tuple[int, bytes], tuple[dict[str, Tensor], dict[str, Tensor]]] = {}
 
 
-def policy_outputs(problem: Problem, theta: Tensor) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+def policy_outputs(problem: Problem, theta: Tensor, *, values: bool = False
+                   ) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
     """Per-state policy outputs at θ and their Jacobians w.r.t. θ (cached).
 
-    Categorical problems: ``logits`` [S,A] and ``values`` V_t(s) [H,S]; Gaussian problems:
-    ``mean`` and ``std`` [S]. Jacobians have a trailing axis of size P.
+    Categorical problems: ``logits`` [S,A], and with ``values`` also V_t(s) [H,S] (its
+    Jacobian is the costly part, so it is only computed for losses that ask for it);
+    Gaussian problems: ``mean`` and ``std`` [S]. Jacobians have a trailing axis of size P.
     """
     key = (id(problem), theta.detach().numpy().tobytes())
-    if key in _OUTPUT_CACHE:
-        return _OUTPUT_CACHE[key]
     theta = theta.detach()
     jac = torch.autograd.functional.jacobian
-    with torch.enable_grad():
-        if problem.action_kind == "gaussian":
-            mean, std = problem.mean_std(theta)
-            outputs = {"mean": mean, "std": std}
-            jacobians = {"mean": jac(lambda th: problem.mean_std(th)[0], theta, vectorize=True),
-                         "std": jac(lambda th: problem.mean_std(th)[1], theta, vectorize=True)}
-        else:
-            outputs = {"logits": problem.policy.logits(theta),
-                       "values": problem.q_and_v(theta)[1]}
-            jacobians = {"logits": problem.policy.logits_jacobian(theta),
-                         "values": jac(lambda th: problem.q_and_v(th)[1], theta,
-                                       vectorize=True)}
-    outputs = {k: v.detach() for k, v in outputs.items()}
-    _OUTPUT_CACHE[key] = (outputs, jacobians)
+    if key not in _OUTPUT_CACHE:
+        with torch.enable_grad():
+            if problem.action_kind == "gaussian":
+                mean, std = problem.mean_std(theta)
+                outputs = {"mean": mean.detach(), "std": std.detach()}
+                jacobians = {
+                    "mean": jac(lambda th: problem.mean_std(th)[0], theta),
+                    "std": jac(lambda th: problem.mean_std(th)[1], theta)}
+            else:
+                outputs = {"logits": problem.policy.logits(theta).detach()}
+                jacobians = {"logits": problem.policy.logits_jacobian(theta)}
+        _OUTPUT_CACHE[key] = (outputs, jacobians)
+    outputs, jacobians = _OUTPUT_CACHE[key]
+    if values and problem.action_kind != "gaussian" and "values" not in outputs:
+        with torch.enable_grad():
+            outputs["values"] = problem.q_and_v(theta)[1].detach()
+            jacobians["values"] = jac(lambda th: problem.q_and_v(th)[1], theta)
     return outputs, jacobians
 
 
@@ -98,7 +101,8 @@ class Evaluator:
 
     def call(self, problem: Problem, traj: Trajectories) -> CallOutcome:
         """Evaluate the loss on ``traj`` and backpropagate to the per-trajectory leaves."""
-        outputs, jacobians = policy_outputs(problem, problem.theta0)
+        outputs, jacobians = policy_outputs(problem, problem.theta0,
+                                            values="values" in self.names)
         inputs, leaves = build_inputs(problem, traj, self.names, outputs, jacobians)
         leaf_items = list(leaves.tensors.items())
 

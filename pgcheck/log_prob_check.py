@@ -26,11 +26,10 @@ from pgcheck.checking import (
     fmt_vec,
     judge_precheck,
     learner_call,
+    measure_precheck,
     output_notes,
     read_output,
     scale_hint,
-    unknown_options,
-    usage_error,
 )
 from pgcheck.registry import REGISTRY, register
 from pgcheck.report import Report, Row
@@ -109,11 +108,10 @@ def measure_log_prob(fn: Callable[..., Any], *, policy: str = "softmax",
     stability instances) and, on the first instance, ∇ Σ_i c_i fn(...)_i with respect to the
     policy's parameters (logits, or mean and std), if the output is differentiable.
     """
-    bad = unknown_options("check_log_prob", unknown, LOG_PROB_OPTIONS)
-    if bad:
-        return {"error": bad, "error_kind": "usage"}
-    if policy not in LOG_PROB_POLICIES:
-        return usage_error("check_log_prob", f"policy={policy!r}; use one of {LOG_PROB_POLICIES}.")
+    early = measure_precheck("check_log_prob", unknown, LOG_PROB_OPTIONS,
+                             kind=("policy", policy, LOG_PROB_POLICIES))
+    if early is not None:
+        return early
     budget = Budget(timeout)
     name = "your log-probability function"
     diff = _differentiable_names(policy)

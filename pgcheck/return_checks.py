@@ -31,10 +31,9 @@ from pgcheck.checking import (
     fmt_vec,
     judge_precheck,
     learner_call,
+    measure_precheck,
     output_notes,
     read_output,
-    unknown_options,
-    usage_error,
 )
 from pgcheck.registry import REGISTRY, register
 from pgcheck.report import Report, Row
@@ -188,11 +187,10 @@ def measure_returns(fn: Callable[..., Any], *, kind: str = "reward_to_go",
     A result of the wrong shape is recorded (flattened, with its shape) when it holds numbers,
     so the judge can say what it is (e.g. the reward-to-go vector where the return was asked).
     """
-    bad = unknown_options("check_returns", unknown, OPTIONS)
-    if bad:
-        return {"error": bad, "error_kind": "usage"}
-    if kind not in KINDS:
-        return usage_error("check_returns", f"kind={kind!r}; use one of {KINDS}.")
+    early = measure_precheck("check_returns", unknown, OPTIONS,
+                             kind=("kind", kind, KINDS))
+    if early is not None:
+        return early
     budget = Budget(timeout)
     name = "your function"
     values: list[dict[str, Any]] = []

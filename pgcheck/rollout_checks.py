@@ -29,9 +29,9 @@ from pgcheck.checking import (
     count_mismatch,
     judge_precheck,
     learner_call,
+    measure_precheck,
     output_notes,
     to_array,
-    unknown_options,
 )
 from pgcheck.registry import register
 from pgcheck.report import Report, Row
@@ -189,9 +189,9 @@ def replay(seed: int, p_term: float, limit: int, episode: int,
 def measure_rollout(fn: Callable[..., Any], *, timeout: float = DEFAULT_TIMEOUT,
                     n_episodes: int = 4, **unknown: Any) -> dict[str, Any]:
     """Call ``fn(env, policy, rng)`` ``n_episodes`` times per probe case; plain numbers only."""
-    bad = unknown_options("check_rollout", unknown, OPTIONS)
-    if bad:
-        return {"error": bad, "error_kind": "usage"}
+    early = measure_precheck("check_rollout", unknown, OPTIONS)
+    if early is not None:
+        return early
     budget = Budget(timeout)
     name = "your collection loop"
     cases = []
@@ -383,9 +383,9 @@ def measure_value_loss(fn: Callable[..., Any], *, timeout: float = DEFAULT_TIMEO
     """Call ``fn(values, targets, mask)`` on fixed padded batches; record L and ∂L/∂values."""
     import torch
 
-    bad = unknown_options("check_value_loss", unknown, VALUE_OPTIONS)
-    if bad:
-        return {"error": bad, "error_kind": "usage"}
+    early = measure_precheck("check_value_loss", unknown, VALUE_OPTIONS)
+    if early is not None:
+        return early
     budget = Budget(timeout)
     name = "your value loss"
     out = []

@@ -27,10 +27,10 @@ from pgcheck.checking import (
     fmt_vec,
     judge_precheck,
     learner_call,
+    measure_precheck,
     output_notes,
     read_output,
     scale_hint,
-    unknown_options,
     usage_error,
 )
 from pgcheck.registry import REGISTRY, register
@@ -276,12 +276,10 @@ def measure_score_estimator(fn: Callable[..., Any], *, family: str = "gaussian",
     mean?); and ĝ on ``n_batches`` batches of ``batch_size`` samples drawn with a fixed
     torch.Generator (for the empirical mean and standard error).
     """
-    bad = unknown_options("check_score_estimator", unknown, ESTIMATOR_OPTIONS)
-    if bad:
-        return {"error": bad, "error_kind": "usage"}
-    if family not in ESTIMATOR_FAMILIES:
-        return usage_error("check_score_estimator",
-                           f"family={family!r}; use one of {ESTIMATOR_FAMILIES}.")
+    early = measure_precheck("check_score_estimator", unknown, ESTIMATOR_OPTIONS,
+                             kind=("family", family, ESTIMATOR_FAMILIES))
+    if early is not None:
+        return early
     try:
         fs = _resolve_f(family, f)
     except ValueError as exc:

@@ -25,11 +25,10 @@ from pgcheck.checking import (
     fmt_vec,
     judge_precheck,
     learner_call,
+    measure_precheck,
     output_notes,
     read_output,
     scale_hint,
-    unknown_options,
-    usage_error,
 )
 from pgcheck.log_prob_check import (
     HALF_LOG_2PI,
@@ -194,12 +193,10 @@ def measure_score_function(fn: Callable[..., Any], *, policy: str = "softmax_lin
                            timeout: float = DEFAULT_TIMEOUT, rtol: float = 1e-6,
                            atol: float = 1e-8, **unknown: Any) -> dict[str, Any]:
     """Call the learner's ∇_θ log π on the fixed inputs; plain numbers only, never raises."""
-    bad = unknown_options("check_score_function", unknown, SCORE_OPTIONS)
-    if bad:
-        return {"error": bad, "error_kind": "usage"}
-    if policy not in SCORE_POLICIES:
-        return usage_error("check_score_function",
-                           f"policy={policy!r}; use one of {SCORE_POLICIES}.")
+    early = measure_precheck("check_score_function", unknown, SCORE_OPTIONS,
+                             kind=("policy", policy, SCORE_POLICIES))
+    if early is not None:
+        return early
     with single_thread():
         return _measure_score_function(fn, policy, Budget(timeout))
 

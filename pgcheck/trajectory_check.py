@@ -27,13 +27,13 @@ from pgcheck.checking import (
     DTYPE,
     Budget,
     close,
-    error_report,
     finite_or_none,
     finite_rows,
+    judge_precheck,
     learner_call,
+    measure_precheck,
     output_notes,
     read_output,
-    unknown_options,
     usage_error,
 )
 from pgcheck.registry import REGISTRY, register
@@ -193,9 +193,9 @@ def measure_trajectory_log_prob(fn: Callable[..., Any], *, timeout: float = DEFA
     requiring grad: if that result is a tensor on the autograd graph, its gradient with
     respect to each table is recorded. Plain numbers only; never raises.
     """
-    bad = unknown_options("check_trajectory_log_prob", unknown, OPTIONS)
-    if bad:
-        return {"error": bad, "error_kind": "usage"}
+    early = measure_precheck("check_trajectory_log_prob", unknown, OPTIONS)
+    if early is not None:
+        return early
     if not isinstance(timeout, int | float) or timeout <= 0:
         return usage_error("check_trajectory_log_prob", f"timeout={timeout!r}; use a positive "
                            "number of seconds.")
@@ -291,12 +291,9 @@ def judge_trajectory_log_prob(measurement: dict[str, Any], *,
                               atol: float = 1e-9, require_grad: bool = False,
                               **unknown: Any) -> Report:
     """Compare with the exact log p(τ) on every instance, then the gradient (if measured)."""
-    bad = unknown_options("check_trajectory_log_prob", unknown, OPTIONS)
-    if bad:
-        return Report.error(bad, check=CHECK, diagnosis="usage")
-    err = error_report(measurement, CHECK)
-    if err is not None:
-        return err
+    early = judge_precheck(measurement, CHECK, "check_trajectory_log_prob", unknown, OPTIONS)
+    if early is not None:
+        return early
     instances = trajectory_instances()
     values = measurement.get("values")
     grads = measurement.get("grads")

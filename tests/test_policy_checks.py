@@ -1,4 +1,4 @@
-"""Tests of pgcheck.policy_checks: check_log_prob, check_score_function, check_score_estimator.
+"""Tests of the smaller checks: check_log_prob, check_score_function, check_score_estimator.
 
 Correct implementations in several styles must pass; each common mistake must fail with the
 right diagnosis; the references are cross-checked by independent methods; bad input gives
@@ -20,7 +20,9 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pgcheck import policy_checks as pc
+from pgcheck import log_prob_check as lpc
+from pgcheck import score_estimator_check as sec
+from pgcheck import score_function_check as sfc
 from pgcheck.registry import REGISTRY
 from pgcheck.report import Report
 
@@ -152,7 +154,7 @@ def glp_detached_std(mean, std, actions):
 
 @pytest.mark.parametrize("fn", [lp_log_softmax, lp_categorical, lp_manual_stable, lp_loop])
 def test_log_prob_softmax_correct(fn):
-    report = pc.check_log_prob(fn, policy="softmax")
+    report = lpc.check_log_prob(fn, policy="softmax")
     assert report.passed, report.message
     assert report.verdict == "correct"
     assert "Σ_a π(a) = 1 holds" in report.message
@@ -160,7 +162,7 @@ def test_log_prob_softmax_correct(fn):
 
 @pytest.mark.parametrize("fn", [glp_normal, glp_formula, glp_variance_form])
 def test_log_prob_gaussian_correct(fn):
-    report = pc.check_log_prob(fn, policy="gaussian")
+    report = lpc.check_log_prob(fn, policy="gaussian")
     assert report.passed, report.message
     assert "∫ p(a) da = 1 holds" in report.message
 
@@ -177,7 +179,7 @@ def test_log_prob_gaussian_correct(fn):
     (lp_shift, "not_normalised", "does not sum to 1"),
 ])
 def test_log_prob_softmax_mistakes(fn, diagnosis, words):
-    report = pc.check_log_prob(fn, policy="softmax")
+    report = lpc.check_log_prob(fn, policy="softmax")
     assert not report.passed
     assert report.verdict == "wrong"
     assert report.diagnosis == diagnosis, report.message
@@ -196,13 +198,13 @@ def test_log_prob_softmax_mistakes(fn, diagnosis, words):
     (glp_detached_std, "gradient"),
 ])
 def test_log_prob_gaussian_mistakes(fn, diagnosis):
-    report = pc.check_log_prob(fn, policy="gaussian")
+    report = lpc.check_log_prob(fn, policy="gaussian")
     assert not report.passed and report.verdict == "wrong"
     assert report.diagnosis == diagnosis, report.message
 
 
 def test_log_prob_message_shows_numbers():
-    report = pc.check_log_prob(glp_missing_constant, policy="gaussian")
+    report = lpc.check_log_prob(glp_missing_constant, policy="gaussian")
     assert "your log π is" in report.message
     assert "torch.distributions.Normal gives" in report.message
     # the normalisation integral √(2π) is reported in the table
@@ -211,23 +213,23 @@ def test_log_prob_message_shows_numbers():
 
 
 def test_log_prob_numpy_values_accepted_without_grad_requirement():
-    report = pc.check_log_prob(lp_not_differentiable, policy="softmax", require_grad=False)
+    report = lpc.check_log_prob(lp_not_differentiable, policy="softmax", require_grad=False)
     assert report.passed, report.message
 
 
 def test_log_prob_reference_normalisation_is_exact():
     """Independent of torch.distributions: Σ_a exp(log π) = 1 and ∫ N = 1 on the instances."""
-    for inst in pc.log_prob_instances("softmax"):
+    for inst in lpc.log_prob_instances("softmax"):
         lp = torch.log_softmax(inst["args"]["logits"], -1)
         assert torch.allclose(lp.exp().sum(-1), torch.ones(lp.shape[0], dtype=torch.float64))
-        ref = pc._ref_log_prob("softmax", inst["args"])
+        ref = lpc._ref_log_prob("softmax", inst["args"])
         assert torch.allclose(ref, lp[rows_of(lp.shape[0]), inst["args"]["actions"]], atol=1e-12)
-    grid = pc.log_prob_instances("gaussian")[1]["args"]
+    grid = lpc.log_prob_instances("gaussian")[1]["args"]
     ref = glp_formula(grid["mean"], grid["std"], grid["actions"]).reshape(3, -1)
     a = grid["actions"].reshape(3, -1)
     totals = torch.trapezoid(ref.exp(), a, dim=1)
     assert torch.allclose(totals, torch.ones(3, dtype=torch.float64), atol=1e-12)
-    assert torch.allclose(pc._ref_log_prob("gaussian", grid), glp_formula(**grid), atol=1e-12)
+    assert torch.allclose(lpc._ref_log_prob("gaussian", grid), glp_formula(**grid), atol=1e-12)
 
 
 @given(st.integers(1, 6), st.integers(2, 6), st.integers(0, 2**31 - 1))
@@ -237,7 +239,7 @@ def test_log_prob_candidates_are_wrong(n, a, seed):
     logits = torch.randn(n, a, generator=g, dtype=torch.float64) * 2
     actions = torch.randint(0, a, (n,), generator=g)
     ref = lp_log_softmax(logits, actions).numpy()
-    cands = pc._log_prob_candidates("softmax", {"logits": logits, "actions": actions})
+    cands = lpc._log_prob_candidates("softmax", {"logits": logits, "actions": actions})
     assert not np.allclose(cands["sign"], ref) or np.allclose(ref, 0)
     assert np.all(cands["probability"] > ref)  # π(a) > log π(a) always
 
@@ -314,7 +316,7 @@ def _sigma_ok(r, s):
     ("gaussian_linear_sigma", sf_gsig_hand), ("gaussian_linear_sigma", sf_gsig_autograd),
 ])
 def test_score_function_correct(policy, fn):
-    report = pc.check_score_function(fn, policy=policy)
+    report = sfc.check_score_function(fn, policy=policy)
     assert report.passed, report.message
     assert report.verdict == "correct"
     assert all("finite differences" in row.columns for row in report.rows)
@@ -347,21 +349,21 @@ def test_score_function_correct(policy, fn):
      "sign+sigma:wrt_variance"),
 ])
 def test_score_function_mistakes(policy, fn, diagnosis):
-    report = pc.check_score_function(fn, policy=policy)
+    report = sfc.check_score_function(fn, policy=policy)
     assert not report.passed and report.verdict == "wrong"
     assert report.diagnosis == diagnosis, report.message
     assert "autograd gives" in report.message and "finite differences" in report.message
 
 
 def test_score_function_scaled_generic():
-    report = pc.check_score_function(lambda th, f, a: 3 * sf_softmax_hand(th, f, a),
+    report = sfc.check_score_function(lambda th, f, a: 3 * sf_softmax_hand(th, f, a),
                                      policy="softmax_linear")
     assert report.diagnosis == "scaled" and "3 ×" in report.message
 
 
 def test_score_function_sigma_variant_names_the_right_part():
     fn = _gsig(_theta_ok, lambda r, s: -1 + r**2 / s**2)
-    report = pc.check_score_function(fn, policy="gaussian_linear_sigma")
+    report = sfc.check_score_function(fn, policy="gaussian_linear_sigma")
     assert report.message.count("∇_θ part is right") == 1
 
 
@@ -372,7 +374,7 @@ def test_score_reference_softmax_three_ways(d, a, seed):
     args = {"theta": torch.randn(d, generator=g, dtype=torch.float64),
             "features": torch.randn(a, d, generator=g, dtype=torch.float64),
             "action": int(torch.randint(0, a, (1,), generator=g))}
-    auto, fd = pc.score_reference("softmax_linear", args)
+    auto, fd = sfc.score_reference("softmax_linear", args)
     closed = sf_softmax_hand(**args).numpy()
     np.testing.assert_allclose(auto, closed, atol=1e-12)
     np.testing.assert_allclose(fd, closed, atol=1e-8)
@@ -385,7 +387,7 @@ def test_score_reference_gaussian_sigma_three_ways(d, sigma, seed):
     x = torch.randn(d, generator=g, dtype=torch.float64)
     action = float(theta @ x + sigma * torch.randn((), generator=g, dtype=torch.float64))
     args = {"theta": theta, "x": x, "action": action, "sigma": sigma}
-    auto, fd = pc.score_reference("gaussian_linear_sigma", args)
+    auto, fd = sfc.score_reference("gaussian_linear_sigma", args)
     closed = sf_gsig_hand(**args).numpy()
     np.testing.assert_allclose(auto, closed, rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(fd, closed, rtol=1e-6, atol=1e-6)
@@ -482,17 +484,17 @@ FAMILIES = ["bernoulli", "categorical", "gaussian"]
 @pytest.mark.parametrize("make", [est_autograd, est_distributions, est_hand, est_constant_baseline,
                                   est_leave_one_out])
 def test_score_estimator_correct(family, make):
-    report = pc.check_score_estimator(make(family), family=family)
+    report = sec.check_score_estimator(make(family), family=family)
     assert report.passed, report.message
     assert report.verdict == "correct"
 
 
 def test_score_estimator_pathwise_gaussian_passes():
-    assert pc.check_score_estimator(est_pathwise, family="gaussian").passed
+    assert sec.check_score_estimator(est_pathwise, family="gaussian").passed
 
 
 def test_score_estimator_leave_one_out_is_checked_on_pairs():
-    report = pc.check_score_estimator(est_leave_one_out("categorical"), family="categorical")
+    report = sec.check_score_estimator(est_leave_one_out("categorical"), family="categorical")
     assert any("every batch of two" in n for n in report.notes)
     assert "E[yours], batches of 2" in report.rows[0].columns
 
@@ -551,61 +553,61 @@ def _mistake(family: str, kind: str) -> Callable[..., Any]:
     ("gaussian", "missing_minus_one", "missing_minus_one"),
 ])
 def test_score_estimator_mistakes(family, kind, diagnosis):
-    report = pc.check_score_estimator(_mistake(family, kind), family=family)
+    report = sec.check_score_estimator(_mistake(family, kind), family=family)
     assert not report.passed and report.verdict == "wrong"
     assert report.diagnosis == diagnosis, report.message
 
 
 def test_score_estimator_messages():
-    r = pc.check_score_estimator(_mistake("gaussian", "grad_f"), family="gaussian")
+    r = sec.check_score_estimator(_mistake("gaussian", "grad_f"), family="gaussian")
     assert "gradient of f(x), not of E[f]" in r.message
-    r = pc.check_score_estimator(_mistake("gaussian", "missing_f"), family="gaussian")
+    r = sec.check_score_estimator(_mistake("gaussian", "missing_f"), family="gaussian")
     assert "f(x) is missing" in r.message
-    r = pc.check_score_estimator(_mistake("categorical", "sign"), family="categorical")
+    r = sec.check_score_estimator(_mistake("categorical", "sign"), family="categorical")
     assert "wrong sign" in r.message and "∇_θ E[f] =" in r.message
 
 
 def test_score_estimator_must_work_for_other_f():
     """An estimator hard-wired to the default f fails on the second test function."""
-    default_f = pc.TEST_FUNCTIONS["gaussian"]["square_sin"]
+    default_f = sec.TEST_FUNCTIONS["gaussian"]["square_sin"]
     good = est_autograd("gaussian")
 
     def hard_wired(samples, theta, f):
         return good(samples, theta, default_f)
 
-    report = pc.check_score_estimator(hard_wired, family="gaussian")
+    report = sec.check_score_estimator(hard_wired, family="gaussian")
     assert not report.passed
     assert "right for the default f but not for another" in report.message
 
 
 def test_score_estimator_named_and_callable_f():
-    report = pc.check_score_estimator(est_autograd("gaussian"), family="gaussian", f="cubic")
+    report = sec.check_score_estimator(est_autograd("gaussian"), family="gaussian", f="cubic")
     assert report.passed and "f = cubic" in report.message
 
     def quartic(x):
         return torch.as_tensor(x, dtype=torch.float64) ** 4
 
-    report = pc.check_score_estimator(est_autograd("gaussian"), family="gaussian", f=quartic)
+    report = sec.check_score_estimator(est_autograd("gaussian"), family="gaussian", f=quartic)
     assert report.passed, report.message
     assert report.rows[0].instance == "f = quartic"
     # ∇ E[x⁴] for x ~ N(μ, σ²): E = μ⁴ + 6μ²σ² + 3σ⁴
     mu, sigma = 0.7, 1.5
     expected = [4 * mu**3 + 12 * mu * sigma**2, 12 * mu**2 * sigma**2 + 12 * sigma**4]
     assert report.rows[0].columns["exact ∇E[f]"] == pytest.approx(expected, rel=1e-10)
-    bad = pc.check_score_estimator(est_autograd("gaussian"), family="gaussian", f="nope")
+    bad = sec.check_score_estimator(est_autograd("gaussian"), family="gaussian", f="nope")
     assert bad.verdict == "error" and "square_sin" in bad.message
 
 
 def _closed_form_gradient(family: str, fname: str) -> np.ndarray:
     """∇_θ E[f] by hand, independent of pgcheck's enumeration / quadrature."""
-    theta = pc.estimator_theta(family).numpy()
+    theta = sec.estimator_theta(family).numpy()
     if family == "bernoulli":
         p = 1 / (1 + math.exp(-float(theta)))
         f0, f1 = {"linear": (1.5, -0.5), "shifted_square": (1.0, 4.0)}[fname]
         return np.array((f1 - f0) * p * (1 - p))
     if family == "categorical":
         pi = np.exp(theta) / np.exp(theta).sum()
-        fv = {"table": np.array(pc.CATEGORICAL_TABLE),
+        fv = {"table": np.array(sec.CATEGORICAL_TABLE),
               "shifted_square": (np.arange(4) + 1.0) ** 2}[fname]
         return pi * (fv - pi @ fv)
     mu, s = theta[0], math.exp(theta[1])
@@ -618,9 +620,9 @@ def _closed_form_gradient(family: str, fname: str) -> np.ndarray:
 
 @pytest.mark.parametrize("family", FAMILIES)
 def test_exact_gradient_matches_closed_form(family):
-    theta = pc.estimator_theta(family)
-    for fname, func in pc.TEST_FUNCTIONS[family].items():
-        ours = pc.exact_gradient(family, theta, func)
+    theta = sec.estimator_theta(family)
+    for fname, func in sec.TEST_FUNCTIONS[family].items():
+        ours = sec.exact_gradient(family, theta, func)
         np.testing.assert_allclose(ours, _closed_form_gradient(family, fname), rtol=1e-12,
                                    atol=1e-13)
 
@@ -628,10 +630,10 @@ def test_exact_gradient_matches_closed_form(family):
 @pytest.mark.parametrize("family", FAMILIES)
 def test_estimator_expectation_by_atoms_matches_closed_form(family):
     """Σ_i w_i ĝ(x_i) of the correct score-function estimator == closed-form ∇E[f]."""
-    theta = pc.estimator_theta(family)
-    atoms, weights = pc.estimator_atoms(family, theta)
-    for fname, func in pc.TEST_FUNCTIONS[family].items():
-        per = pc.estimator_candidates(family, theta, atoms, func(atoms))["correct"]
+    theta = sec.estimator_theta(family)
+    atoms, weights = sec.estimator_atoms(family, theta)
+    for fname, func in sec.TEST_FUNCTIONS[family].items():
+        per = sec.estimator_candidates(family, theta, atoms, func(atoms))["correct"]
         np.testing.assert_allclose(weights.numpy() @ per, _closed_form_gradient(family, fname)
                                    .reshape(-1), rtol=1e-12, atol=1e-13)
 
@@ -639,11 +641,11 @@ def test_estimator_expectation_by_atoms_matches_closed_form(family):
 def test_estimator_monte_carlo_agrees_with_exact():
     """A large independent Monte Carlo run of the correct estimator lands within 4 SE."""
     family = "gaussian"
-    theta = pc.estimator_theta(family)
+    theta = sec.estimator_theta(family)
     g = torch.Generator().manual_seed(1)
-    x = pc._sample(family, theta, 400_000, g)
-    f = pc.TEST_FUNCTIONS[family]["square_sin"]
-    per = pc.estimator_candidates(family, theta, x, f(x))["correct"]
+    x = sec._sample(family, theta, 400_000, g)
+    f = sec.TEST_FUNCTIONS[family]["square_sin"]
+    per = sec.estimator_candidates(family, theta, x, f(x))["correct"]
     mean, se = per.mean(0), per.std(0) / math.sqrt(per.shape[0])
     exact = _closed_form_gradient(family, "square_sin")
     assert np.all(np.abs(mean - exact) < 4 * se)
@@ -727,19 +729,19 @@ def test_slow_but_finite_function_hits_total_budget():
         time.sleep(0.02)
         return torch.zeros_like(theta)
 
-    report = pc.check_score_estimator(slow, family="gaussian", timeout=0.3)
+    report = sec.check_score_estimator(slow, family="gaussian", timeout=0.3)
     assert report.diagnosis == "timeout"
 
 
 def test_wrong_shape_messages():
-    r = pc.check_log_prob(lambda z, a: torch.log_softmax(z, -1), policy="softmax")
+    r = lpc.check_log_prob(lambda z, a: torch.log_softmax(z, -1), policy="softmax")
     assert r.verdict == "error" and "shape" in r.message
-    r = pc.check_log_prob(lambda z, a: lp_log_softmax(z, a)[:, None], policy="softmax")
+    r = lpc.check_log_prob(lambda z, a: lp_log_softmax(z, a)[:, None], policy="softmax")
     assert "squeeze" in r.message
-    r = pc.check_score_function(lambda th, x, a, s: float((a - th @ x) / s**2),
+    r = sfc.check_score_function(lambda th, x, a, s: float((a - th @ x) / s**2),
                                 policy="gaussian_linear")
     assert r.verdict == "error" and "shape" in r.message
-    r = pc.check_score_function(sf_gauss_hand, policy="gaussian_linear_sigma")
+    r = sfc.check_score_function(sf_gauss_hand, policy="gaussian_linear_sigma")
     assert r.verdict == "error" and "[∇_θ log π, ∂ log π/∂σ]" in r.message
 
 
@@ -749,7 +751,7 @@ def test_python_float_accepted_for_scalar_theta():
         return float(sum(float(fx) * (float(x) - p) for x, fx in zip(samples, f(samples),
                                                                       strict=True)) / len(samples))
 
-    assert pc.check_score_estimator(est, family="bernoulli").passed
+    assert sec.check_score_estimator(est, family="bernoulli").passed
 
 
 def test_learner_seeding_is_an_error():
@@ -757,7 +759,7 @@ def test_learner_seeding_is_an_error():
         torch.manual_seed(0)
         return est_autograd("categorical")(samples, theta, f)
 
-    r = pc.check_score_estimator(seeded, family="categorical")
+    r = sec.check_score_estimator(seeded, family="categorical")
     assert r.diagnosis == "global-state" and "deterministic" in r.message
 
 
@@ -766,16 +768,16 @@ def test_inplace_edit_is_an_error():
         logits.data.add_(1.0)
         return lp_log_softmax(logits, actions)
 
-    r = pc.check_log_prob(edits, policy="softmax")
+    r = lpc.check_log_prob(edits, policy="softmax")
     assert r.verdict == "error" and r.diagnosis == "in-place"
 
 
 def test_usage_errors():
-    r = pc.check_log_prob(lp_log_softmax, policy="beta")
+    r = lpc.check_log_prob(lp_log_softmax, policy="beta")
     assert r.verdict == "error" and "softmax" in r.message
-    r = pc.check_score_function(sf_softmax_hand, polcy="softmax_linear")
+    r = sfc.check_score_function(sf_softmax_hand, polcy="softmax_linear")
     assert r.verdict == "error" and "unknown option" in r.message
-    r = pc.check_score_estimator(est_autograd("gaussian"), family="poisson")
+    r = sec.check_score_estimator(est_autograd("gaussian"), family="poisson")
     assert r.verdict == "error" and "bernoulli" in r.message
 
 
@@ -784,7 +786,7 @@ def test_learner_output_becomes_a_note():
         print("hello from the learner")
         return sf_softmax_hand(theta, features, action)
 
-    r = pc.check_score_function(chatty, policy="softmax_linear")
+    r = sfc.check_score_function(chatty, policy="softmax_linear")
     assert r.passed and any("hello from the learner" in n for n in r.notes)
 
 
@@ -816,20 +818,20 @@ def test_measure_judge_round_trip_through_json(name, fn, options):
 
 
 def test_exposed_names_are_the_registry_entries():
-    assert pc.check_log_prob is REGISTRY["log_prob"]
-    assert pc.check_score_function is REGISTRY["score_function"]
-    assert pc.check_score_estimator is REGISTRY["score_estimator"]
+    assert lpc.check_log_prob is REGISTRY["log_prob"]
+    assert sfc.check_score_function is REGISTRY["score_function"]
+    assert sec.check_score_estimator is REGISTRY["score_estimator"]
 
 
 def test_judge_does_not_call_learner_code():
-    measurement = pc.check_score_function.measure(sf_softmax_hand, policy="softmax_linear")
+    measurement = sfc.check_score_function.measure(sf_softmax_hand, policy="softmax_linear")
     assert set(measurement) == {"check", "policy", "values", "output"}
     assert all(isinstance(v, float) for row in measurement["values"] for v in row)
 
 
 def test_verdicts_are_deterministic():
-    a = pc.check_score_estimator(est_leave_one_out("gaussian"), family="gaussian").to_dict()
-    b = pc.check_score_estimator(est_leave_one_out("gaussian"), family="gaussian").to_dict()
+    a = sec.check_score_estimator(est_leave_one_out("gaussian"), family="gaussian").to_dict()
+    b = sec.check_score_estimator(est_leave_one_out("gaussian"), family="gaussian").to_dict()
     assert a == b
 
 

@@ -172,24 +172,29 @@ def assemble(submission: Submission, spec: NotebookSpec,
     grades: list[CellGrade] = []
     passed_functions: dict[str, bool] = {}
     missing = ({"status": "crashed", "message": "not run"}, 0.0)
+
+    def outcome(grade_id: str) -> tuple[dict[str, Any], str, str, float]:
+        result, seconds = results.get(grade_id, missing)
+        return (result, str(result.get("status", "bad-output")),
+                str(result.get("message", ""))[:500], seconds)
+
+    def cell(test: Any, kind: str, passed: bool, status: str, message: str,
+             seconds: float) -> CellGrade:
+        return CellGrade(submission.student, submission.assignment, spec.name, test.grade_id,
+                         kind, test.points, test.points if passed else 0.0, status, message,
+                         round(seconds, 3))
+
     for test in spec.hidden:
-        result, seconds = results.get(test.grade_id, missing)
-        status = str(result.get("status", "bad-output"))
-        message = str(result.get("message", ""))[:500]
+        result, status, message, seconds = outcome(test.grade_id)
         passed = False
         if status == "ok":
             passed, message = _judge(test.check, result, test.options)
             status = "passed" if passed else "failed"
         passed_functions[test.function_name] = passed_functions.get(
             test.function_name, True) and passed
-        grades.append(CellGrade(submission.student, submission.assignment, spec.name,
-                                test.grade_id, "hidden", test.points,
-                                test.points if passed else 0.0, status, message,
-                                round(seconds, 3)))
+        grades.append(cell(test, "hidden", passed, status, message, seconds))
     for test in spec.visible:
-        result, seconds = results.get(test.grade_id, missing)
-        status = str(result.get("status", "bad-output"))
-        message = str(result.get("message", ""))[:500]
+        result, status, message, seconds = outcome(test.grade_id)
         passed = False
         if status == "ok":
             if result.get("error") is not None:
@@ -202,10 +207,7 @@ def assemble(submission: Submission, spec: NotebookSpec,
                 status = "passed" if passed else "failed"
                 message = "" if passed else ("the hidden tests of " + ", ".join(failing)
                                              + " failed")
-        grades.append(CellGrade(submission.student, submission.assignment, spec.name,
-                                test.grade_id, "visible", test.points,
-                                test.points if passed else 0.0, status, message,
-                                round(seconds, 3)))
+        grades.append(cell(test, "visible", passed, status, message, seconds))
     return grades
 
 
