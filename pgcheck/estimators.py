@@ -282,8 +282,6 @@ MISTAKES: dict[str, Loss] = {
     "no_path_to_theta": everything_detached,
 }
 
-#: Diagnoses that still pass (a positive multiple of ∇J).
-SCALED = frozenset({"sum_over_batch", "mean_over_steps"})
 
 
 @cache

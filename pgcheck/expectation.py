@@ -83,7 +83,6 @@ class CallOutcome:
     grads: Tensor  # [B, P]: ∂L/∂θ through trajectory b's inputs
     leaf_norms: dict[str, float]  # |∂L/∂leaf| for each θ-dependent input
     leaf_grads: dict[str, Tensor]
-    output: str
 
 
 class Evaluator:
@@ -155,7 +154,7 @@ class Evaluator:
             raise LearnerFailure(LearnerError(
                 "nan", "the gradient of your loss contains NaN or inf. A common cause is "
                 "log(probs) where a probability underflows; use log_softmax or dist.log_prob."))
-        return CallOutcome(total, norms, leaf_grads, self.output)
+        return CallOutcome(total, norms, leaf_grads)
 
 
 _NO_PATH = ("your loss has no path to θ: its gradient is missing. Don't call .detach(), "
