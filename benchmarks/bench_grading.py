@@ -39,9 +39,10 @@ from course_tools import (  # noqa: E402
 
 from pgcheck.grading.notebook import assignment_notebooks  # noqa: E402
 
-ADVERSARIAL = '''
+ADVERSARIAL = """
 import pgcheck
-from pgcheck.registry import REGISTRY, Check
+from pgcheck.checks.base import Check
+from pgcheck.checks.registry import REGISTRY
 from pgcheck.report import Report
 
 def _always(*args, **kwargs):
@@ -54,7 +55,7 @@ def _rewrite(lines):
     return ["pass\\n"] if any("assert" in l or "hidden_test" in l for l in lines) else lines
 
 get_ipython().input_transformers_post.append(_rewrite)
-'''
+"""
 KINDS = ["correct", "partially_wrong", "broken", "adversarial"]
 
 
@@ -83,17 +84,26 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--students", type=int, default=8)
     parser.add_argument("--quick", action="store_true", help="4 students, one of each kind")
-    parser.add_argument("--assignments", nargs="*", default=None,
-                        help="assignment names (default: every folder in solutions/)")
+    parser.add_argument(
+        "--assignments",
+        nargs="*",
+        default=None,
+        help="assignment names (default: every folder in solutions/)",
+    )
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--json", default=None, help="also write the figures here")
     args = parser.parse_args()
     n_students = 4 if args.quick else args.students
-    names = args.assignments or sorted(p.name for p in (REPO / "solutions").iterdir()
-                                       if p.is_dir() and any(p.glob("*.ipynb")))
+    names = args.assignments or sorted(
+        p.name for p in (REPO / "solutions").iterdir() if p.is_dir() and any(p.glob("*.ipynb"))
+    )
     students = [f"s{i:03d}_{KINDS[i % len(KINDS)]}" for i in range(n_students)]
-    figures: dict[str, object] = {"students": n_students, "assignments": names,
-                                  "cpus": os.cpu_count(), "jobs": args.jobs}
+    figures: dict[str, object] = {
+        "students": n_students,
+        "assignments": names,
+        "cpus": os.cpu_count(),
+        "jobs": args.jobs,
+    }
     with tempfile.TemporaryDirectory(prefix="bench-grading-") as tmp:
         course = Path(tmp) / "course_root"
         for name in names:
@@ -119,12 +129,17 @@ def main() -> None:
     figures["seconds_per_submission"] = {k: round(v, 2) for k, v in per.items()}
     figures["projected_100_students_min"] = {k: round(100 * v / 60, 1) for k, v in per.items()}
     figures["scores"] = {
-        student: {"nbgrader": sum(total(plain_scores[n].get(student, {}))[0] for n in names),
-                  "trusted": sum(total(trusted_scores[n].get(student, {}))[0] for n in names),
-                  "max": sum(total(trusted_scores[n].get(student, {}))[1] for n in names)}
-        for student in students}
-    print(f"{n_students} students x {len(names)} assignments ({', '.join(names)}), "
-          f"{os.cpu_count()} CPUs, trusted grader with {args.jobs} worker(s)")
+        student: {
+            "nbgrader": sum(total(plain_scores[n].get(student, {}))[0] for n in names),
+            "trusted": sum(total(trusted_scores[n].get(student, {}))[0] for n in names),
+            "max": sum(total(trusted_scores[n].get(student, {}))[1] for n in names),
+        }
+        for student in students
+    }
+    print(
+        f"{n_students} students x {len(names)} assignments ({', '.join(names)}), "
+        f"{os.cpu_count()} CPUs, trusted grader with {args.jobs} worker(s)"
+    )
     print(f"{'':28}{'s / submission':>16}{'100 students (min)':>20}")
     for key, value in per.items():
         print(f"{key:28}{value:16.1f}{100 * value / 60:20.1f}")

@@ -29,10 +29,10 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import pgcheck  # noqa: E402
-from pgcheck import estimators as E  # noqa: E402
 from pgcheck import problems  # noqa: E402
-from pgcheck.expectation import Evaluator  # noqa: E402
-from pgcheck.vocabulary import requested_names  # noqa: E402
+from pgcheck.diagnosis import estimators as E  # noqa: E402
+from pgcheck.exact.expectation import Evaluator  # noqa: E402
+from pgcheck.exact.vocabulary import requested_names  # noqa: E402
 
 
 def cpu_seconds(fn, repeats: int) -> list[float]:
@@ -45,12 +45,19 @@ def cpu_seconds(fn, repeats: int) -> list[float]:
 
 
 def cold_run() -> tuple[float, float]:
-    code = ("import time; t0 = time.process_time(); import pgcheck; "
-            "from pgcheck import estimators as E; t1 = time.process_time(); "
-            "r = pgcheck.check_pseudo_loss(E.reward_to_go); t2 = time.process_time(); "
-            "assert r.passed; print(t1 - t0, t2 - t1)")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True, cwd=Path(__file__).resolve().parents[1])
+    code = (
+        "import time; t0 = time.process_time(); import pgcheck; "
+        "from pgcheck.diagnosis import estimators as E; t1 = time.process_time(); "
+        "r = pgcheck.check_pseudo_loss(E.reward_to_go); t2 = time.process_time(); "
+        "assert r.passed; print(t1 - t0, t2 - t1)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=Path(__file__).resolve().parents[1],
+    )
     imp, first = map(float, out.stdout.split())
     return imp, first
 
@@ -97,19 +104,32 @@ def needed_samples(prob, learner, reference) -> dict[str, float]:
     u = delta / delta.norm()
     z_one, z_bonf = normal_quantile(1 - 1e-6), normal_quantile(1 - 1e-6 / (2 * P))
     best_dir = (2 * z_one) ** 2 * float(var(d @ u)) / float(delta.norm()) ** 2
-    coord = min(((z_bonf + z_one) ** 2 * float(var(d[:, k])) / float(delta[k]) ** 2)
-                for k in range(P) if abs(float(delta[k])) > 0)
+    coord = min(
+        ((z_bonf + z_one) ** 2 * float(var(d[:, k])) / float(delta[k]) ** 2)
+        for k in range(P)
+        if abs(float(delta[k])) > 0
+    )
     unpaired = (2 * z_one) ** 2 * float(var(g_learner @ u)) / float(delta.norm()) ** 2
-    unpaired_coord = min(((z_bonf + z_one) ** 2 * float(var(g_learner[:, k]))
-                          / float(delta[k]) ** 2) for k in range(P) if abs(float(delta[k])) > 0)
-    return {"unpaired_coord": math.ceil(unpaired_coord), "bias": float(delta.norm()),
-            "bias_rel": float(delta.norm() / prob.grad_J().norm()),
-            "paired_best": math.ceil(best_dir), "paired_coord": math.ceil(coord),
-            "unpaired_best": math.ceil(unpaired), "z_bonf": z_bonf, "z_one": z_one}
+    unpaired_coord = min(
+        ((z_bonf + z_one) ** 2 * float(var(g_learner[:, k])) / float(delta[k]) ** 2)
+        for k in range(P)
+        if abs(float(delta[k])) > 0
+    )
+    return {
+        "unpaired_coord": math.ceil(unpaired_coord),
+        "bias": float(delta.norm()),
+        "bias_rel": float(delta.norm() / prob.grad_J().norm()),
+        "paired_best": math.ceil(best_dir),
+        "paired_coord": math.ceil(coord),
+        "unpaired_best": math.ceil(unpaired),
+        "z_bonf": z_bonf,
+        "z_one": z_one,
+    }
 
 
-def monte_carlo_check(prob, learner, reference, n: int, z_bonf: float, seed: int = 0,
-                      chunk: int = 100_000) -> tuple[bool, float, float]:
+def monte_carlo_check(
+    prob, learner, reference, n: int, z_bonf: float, seed: int = 0, chunk: int = 100_000
+) -> tuple[bool, float, float]:
     """Run a per-coordinate test on n simulated trajectories, calling the learner's loss.
 
     Paired (``reference`` given): the mean of −∇ℓ_learner + ∇ℓ_reference against 0.
@@ -146,44 +166,61 @@ def main() -> None:
     imp, first = cold_run()
     pgcheck.check_pseudo_loss(E.reward_to_go)  # warm the caches
     warm = cpu_seconds(lambda: pgcheck.check_pseudo_loss(E.reward_to_go), repeats)
-    wrong = cpu_seconds(lambda: pgcheck.check_pseudo_loss(E.MISTAKES["missing_gamma_t"]),
-                        repeats)
+    wrong = cpu_seconds(lambda: pgcheck.check_pseudo_loss(E.MISTAKES["missing_gamma_t"]), repeats)
     exact = statistics.median(warm)
     print("pgcheck.check_pseudo_loss, default suite (5 instances), one CPU thread")
     print(f"  correct loss, warm: median {exact * 1e3:.1f} ms CPU over {repeats} runs")
-    print(f"  missing γ^t, warm:  median {statistics.median(wrong) * 1e3:.1f} ms CPU "
-          "(includes the diagnosis)")
-    print(f"  fresh process: first check {first:.2f} s CPU (import of torch+pgcheck {imp:.2f} s"
-          " more)")
+    print(
+        f"  missing γ^t, warm:  median {statistics.median(wrong) * 1e3:.1f} ms CPU "
+        "(includes the diagnosis)"
+    )
+    print(
+        f"  fresh process: first check {first:.2f} s CPU (import of torch+pgcheck {imp:.2f} s more)"
+    )
 
     learner, reference = E.MISTAKES["missing_gamma_t"], E.reward_to_go
-    rows = {name: needed_samples(problems.get(name), learner, reference)
-            for name in ("mdp-linear", "mdp-mlp")}
-    print("\nMonte Carlo checks that would catch the missing γ^t with false-alarm and miss "
-          "rates of 1e-6 (trajectories needed):")
-    print(f"  {'instance':<12} {'bias/‖∇J‖':>10} {'paired':>9} {'paired':>11} "
-          f"{'unpaired':>10} {'unpaired':>11}")
-    print(f"  {'':<12} {'':>10} {'known dir.':>9} {'per coord.':>11} {'known dir.':>10} "
-          f"{'per coord.':>11}")
+    rows = {
+        name: needed_samples(problems.get(name), learner, reference)
+        for name in ("mdp-linear", "mdp-mlp")
+    }
+    print(
+        "\nMonte Carlo checks that would catch the missing γ^t with false-alarm and miss "
+        "rates of 1e-6 (trajectories needed):"
+    )
+    print(
+        f"  {'instance':<12} {'bias/‖∇J‖':>10} {'paired':>9} {'paired':>11} "
+        f"{'unpaired':>10} {'unpaired':>11}"
+    )
+    print(
+        f"  {'':<12} {'':>10} {'known dir.':>9} {'per coord.':>11} {'known dir.':>10} "
+        f"{'per coord.':>11}"
+    )
     for name, r in rows.items():
-        print(f"  {name:<12} {r['bias_rel']:>10.2%} {r['paired_best']:>9,} "
-              f"{r['paired_coord']:>11,} {r['unpaired_best']:>10,} {r['unpaired_coord']:>11,}")
+        print(
+            f"  {name:<12} {r['bias_rel']:>10.2%} {r['paired_best']:>9,} "
+            f"{r['paired_coord']:>11,} {r['unpaired_best']:>10,} {r['unpaired_coord']:>11,}"
+        )
     if args.quick:
         print("\n(--quick: the Monte Carlo runs are skipped)")
         return
-    print("\nruns of the per-coordinate checks (Bonferroni over the P coordinates), on the "
-          "instance where each is cheapest:")
-    for label, ref, key in (("paired (needs a reference estimator)", reference,
-                             "paired_coord"),
-                            ("unpaired (learner's estimates vs exact ∇J)", None,
-                             "unpaired_coord")):
+    print(
+        "\nruns of the per-coordinate checks (Bonferroni over the P coordinates), on the "
+        "instance where each is cheapest:"
+    )
+    for label, ref, key in (
+        ("paired (needs a reference estimator)", reference, "paired_coord"),
+        ("unpaired (learner's estimates vs exact ∇J)", None, "unpaired_coord"),
+    ):
         name = min(rows, key=lambda k, key=key: rows[k][key])
         n = rows[name][key]
-        caught, zmax, seconds = monte_carlo_check(problems.get(name), learner, ref, n,
-                                                  rows[name]["z_bonf"])
-        print(f"  {label}: {name}, N = {n:,}, largest |z| = {zmax:.2f} (threshold "
-              f"{rows[name]['z_bonf']:.2f}), caught: {caught}, {seconds:.2f} s CPU, "
-              f"ratio to the exact check: {seconds / exact:,.1f}×")
+        caught, zmax, seconds = monte_carlo_check(
+            problems.get(name), learner, ref, n, rows[name]["z_bonf"]
+        )
+        print(
+            f"  {label}: {name}, N = {n:,}, largest |z| = {zmax:.2f} (threshold "
+            f"{rows[name]['z_bonf']:.2f}), caught: {caught}, {seconds:.2f} s CPU, "
+            f"ratio to the exact check: {seconds / exact:,.1f}×"
+        )
     print("The exact check needs no N, no threshold, and gives the same verdict on every run.")
 
 

@@ -77,9 +77,18 @@ def episode_with_graph(env, policy):
             return observations, actions, rewards, torch.stack(log_probs)
 
 
-def train_tutorial_style(ns: dict, seed: int, total_steps: int, n_episodes: int = 8,
-                         lr: float = 3e-2, value_lr: float = 3e-2, value_steps: int = 10,
-                         gamma: float = 0.99, hidden: int = 32, stop_when_solved: bool = True):
+def train_tutorial_style(
+    ns: dict,
+    seed: int,
+    total_steps: int,
+    n_episodes: int = 8,
+    lr: float = 3e-2,
+    value_lr: float = 3e-2,
+    value_steps: int = 10,
+    gamma: float = 0.99,
+    hidden: int = 32,
+    stop_when_solved: bool = True,
+):
     """The 06 agent's algorithm (same estimator, networks, optimisers), tutorial structure."""
     torch.manual_seed(seed)
     env = gym.make("CartPole-v1")
@@ -94,11 +103,13 @@ def train_tutorial_style(ns: dict, seed: int, total_steps: int, n_episodes: int 
         lengths = [len(r) for _, _, r, _ in episodes]
         log_probs = pad_sequence([lp for *_, lp in episodes], batch_first=True)  # keeps graphs
         mask = pad_sequence([torch.ones(n) for n in lengths], batch_first=True)
-        rewards = pad_sequence([torch.tensor(r, dtype=torch.float32) for _, _, r, _ in episodes],
-                               batch_first=True)
+        rewards = pad_sequence(
+            [torch.tensor(r, dtype=torch.float32) for _, _, r, _ in episodes], batch_first=True
+        )
         obs = pad_sequence([torch.as_tensor(np.array(o)) for o, *_ in episodes], batch_first=True)
-        q = ns["step_weights"]({"rewards": rewards, "mask": mask,
-                                "lengths": torch.tensor(lengths)}, gamma)
+        q = ns["step_weights"](
+            {"rewards": rewards, "mask": mask, "lengths": torch.tensor(lengths)}, gamma
+        )
         values = value_net(obs).squeeze(-1)
         loss = ns["normalised_pseudo_loss"](log_probs, q, values, mask)
         optimizer.zero_grad()
@@ -122,28 +133,40 @@ def run(name: str, train_one, seeds: list[int], budget: int) -> dict:
         log = train_one(seed, budget)
         total_cpu = time.process_time() - start
         solved = log.solved_episode is not None
-        results.append({
-            "seed": seed, "solved": solved,
-            "steps": log.steps[log.solved_episode] if solved else None,
-            "cpu": log.cpu[log.solved_episode] if solved else None,
-            "total_steps": log.total_steps, "total_cpu": total_cpu,
-        })
-        status = (f"solved at {results[-1]['steps']} steps, {results[-1]['cpu']:.2f} CPU-s"
-                  if solved else f"not solved in {log.total_steps} steps")
+        results.append(
+            {
+                "seed": seed,
+                "solved": solved,
+                "steps": log.steps[log.solved_episode] if solved else None,
+                "cpu": log.cpu[log.solved_episode] if solved else None,
+                "total_steps": log.total_steps,
+                "total_cpu": total_cpu,
+            }
+        )
+        status = (
+            f"solved at {results[-1]['steps']} steps, {results[-1]['cpu']:.2f} CPU-s"
+            if solved
+            else f"not solved in {log.total_steps} steps"
+        )
         print(f"  {name:44s} seed {seed}: {status} ({total_cpu:.2f} CPU-s in total)", flush=True)
     solved = [r for r in results if r["solved"]]
     return {
-        "name": name, "runs": results, "n_solved": len(solved),
+        "name": name,
+        "runs": results,
+        "n_solved": len(solved),
         "median_steps": statistics.median(r["steps"] for r in solved) if solved else None,
         "median_cpu": statistics.median(r["cpu"] for r in solved) if solved else None,
-        "us_per_step": 1e6 * sum(r["total_cpu"] for r in results)
+        "us_per_step": 1e6
+        * sum(r["total_cpu"] for r in results)
         / max(1, sum(r["total_steps"] for r in results)),
     }
 
 
 def table(rows: list[dict], reference: dict, n_seeds: int) -> str:
-    head = ("| agent | solved | median env steps to solve | median CPU-s to solve | "
-            "CPU-s ratio (tutorial / agent) | µs per env step |")
+    head = (
+        "| agent | solved | median env steps to solve | median CPU-s to solve | "
+        "CPU-s ratio (tutorial / agent) | µs per env step |"
+    )
     lines = [head, "|---|---|---|---|---|---|"]
     for row in rows:
         steps = f"{row['median_steps']:,.0f}" if row["median_steps"] is not None else "—"
@@ -152,41 +175,59 @@ def table(rows: list[dict], reference: dict, n_seeds: int) -> str:
             ratio = "1×" if row is reference else "—"
         else:
             ratio = f"{reference['median_cpu'] / row['median_cpu']:.1f}×"
-        lines.append(f"| {row['name']} | {row['n_solved']}/{n_seeds} | {steps} | {cpu} | "
-                     f"{ratio} | {row['us_per_step']:.0f} |")
+        lines.append(
+            f"| {row['name']} | {row['n_solved']}/{n_seeds} | {steps} | {cpu} | "
+            f"{ratio} | {row['us_per_step']:.0f} |"
+        )
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true",
-                        help="3 seeds, only the 06 agent and its tutorial-style twin")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="3 seeds, only the 06 agent and its tutorial-style twin",
+    )
     parser.add_argument("--seeds", type=int, default=None, help="number of seeds (default 5)")
-    parser.add_argument("--budget", type=int, default=150_000,
-                        help="env steps per run before giving up (default 150000)")
+    parser.add_argument(
+        "--budget",
+        type=int,
+        default=150_000,
+        help="env steps per run before giving up (default 150000)",
+    )
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
     args = parser.parse_args(argv)
     n_seeds = args.seeds or (3 if args.quick else 5)
     seeds = list(range(n_seeds))
 
     torch.set_num_threads(1)
-    print(f"python {platform.python_version()}, torch {torch.__version__}, gymnasium "
-          f"{gym.__version__}, numpy {np.__version__}; torch threads 1; "
-          f"load average at start {os.getloadavg()[0]:.2f} ({os.cpu_count()} cores)")
-    print(f"CartPole-v1, solved = mean of the last {WINDOW} returns >= {THRESHOLD:g}; "
-          f"{n_seeds} seeds; budget {args.budget:,} env steps per run\n", flush=True)
+    print(
+        f"python {platform.python_version()}, torch {torch.__version__}, gymnasium "
+        f"{gym.__version__}, numpy {np.__version__}; torch threads 1; "
+        f"load average at start {os.getloadavg()[0]:.2f} ({os.cpu_count()} cores)"
+    )
+    print(
+        f"CartPole-v1, solved = mean of the last {WINDOW} returns >= {THRESHOLD:g}; "
+        f"{n_seeds} seeds; budget {args.budget:,} env steps per run\n",
+        flush=True,
+    )
 
     ns = {key: load_agent(path) for key, path in NOTEBOOKS.items()}
     agents = {}
     if not args.quick:
         agents["04 REINFORCE, full return"] = lambda s, b: ns["04"]["train"](
-            seed=s, total_steps=b, stop_when_solved=True)[0]
+            seed=s, total_steps=b, stop_when_solved=True
+        )[0]
         agents["05 reward-to-go"] = lambda s, b: ns["05"]["train"](
-            "reward-to-go", seed=s, total_steps=b, stop_when_solved=True)[0]
+            "reward-to-go", seed=s, total_steps=b, stop_when_solved=True
+        )[0]
     agents["06 value baseline + normalised advantages"] = lambda s, b: ns["06"]["train"](
-        baseline="value", normalise=True, seed=s, total_steps=b, stop_when_solved=True)[0]
+        baseline="value", normalise=True, seed=s, total_steps=b, stop_when_solved=True
+    )[0]
     agents["tutorial style, same algorithm as 06"] = lambda s, b: train_tutorial_style(
-        ns["06"], s, b)
+        ns["06"], s, b
+    )
 
     # one-time costs (lazy imports, first calls into torch and gymnasium) are paid here, once,
     # by a short untimed run of every agent, so that no measured run carries them
@@ -197,15 +238,19 @@ def main(argv: list[str] | None = None) -> int:
     reference = rows[-1]
     print(f"\n{table(rows, reference, n_seeds)}\n")
     course = rows[-2]
-    print(f"wall time {time.time() - start_wall:.0f} s; load average at the end "
-          f"{os.getloadavg()[0]:.2f}")
+    print(
+        f"wall time {time.time() - start_wall:.0f} s; load average at the end "
+        f"{os.getloadavg()[0]:.2f}"
+    )
     targets = {
         "course agent solves every seed": course["n_solved"] == n_seeds,
         "course agent median < 1 CPU-s": course["median_cpu"] is not None
         and course["median_cpu"] < 1.0,
         "course agent >= 10x fewer CPU-s than the tutorial style": (
-            course["median_cpu"] is not None and reference["median_cpu"] is not None
-            and reference["median_cpu"] / course["median_cpu"] >= 10),
+            course["median_cpu"] is not None
+            and reference["median_cpu"] is not None
+            and reference["median_cpu"] / course["median_cpu"] >= 10
+        ),
     }
     for what, ok in targets.items():
         print(f"  [{'met' if ok else 'NOT met'}] {what}")

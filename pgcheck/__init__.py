@@ -8,26 +8,42 @@
 
 pgcheck enumerates every trajectory of small problems with exact answers, so the expected
 gradient of your loss is compared with the exact ∇J with no sampling noise.
+
+The layers, bottom up: :mod:`pgcheck.problems` (exact J and ∇J) → :mod:`pgcheck.exact` (the
+exact expectation of a learner's gradient) → :mod:`pgcheck.diagnosis` (naming the mistake) →
+:mod:`pgcheck.checks` (one module per check) → :mod:`pgcheck.report`.
 """
 
-from pgcheck import estimators, grading, problems
-from pgcheck.checks import (
-    check_log_prob,
-    check_pseudo_loss,
-    check_returns,
-    check_rollout,
-    check_score_estimator,
-    check_score_function,
-    check_trajectory_log_prob,
-    check_value_loss,
-)
-from pgcheck.registry import REGISTRY, register
+from pgcheck import grading, problems
+from pgcheck.checks.log_prob import check_log_prob
+from pgcheck.checks.pseudo_loss import check_pseudo_loss
+from pgcheck.checks.registry import REGISTRY, register
+from pgcheck.checks.returns import check_returns
+from pgcheck.checks.rollout import check_rollout
+from pgcheck.checks.score_estimator import check_score_estimator
+from pgcheck.checks.score_function import check_score_function
+from pgcheck.checks.trajectory_log_prob import check_trajectory_log_prob
+from pgcheck.checks.value_loss import check_value_loss
+from pgcheck.errors import ErrorKind
+from pgcheck.exact.vocabulary import VOCABULARY
 from pgcheck.report import Report
-from pgcheck.vocabulary import VOCABULARY
 
 __version__ = "0.1.0"
 
-__all__ = ["REGISTRY", "Report", "VOCABULARY", "check_log_prob", "check_pseudo_loss",
-           "check_returns", "check_rollout", "check_score_estimator", "check_score_function",
-           "check_trajectory_log_prob", "check_value_loss", "estimators", "grading", "problems",
-           "register"]
+__all__ = [
+    "REGISTRY",
+    "VOCABULARY",
+    "ErrorKind",
+    "Report",
+    "check_log_prob",
+    "check_pseudo_loss",
+    "check_returns",
+    "check_rollout",
+    "check_score_estimator",
+    "check_score_function",
+    "check_trajectory_log_prob",
+    "check_value_loss",
+    "grading",
+    "problems",
+    "register",
+]

@@ -13,7 +13,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from pgcheck.registry import REGISTRY
+from pgcheck.checks.registry import REGISTRY
+from pgcheck.errors import ErrorKind
 from pgcheck.report import Report
 from pgcheck.sandbox import call_learner
 
@@ -31,11 +32,15 @@ def _load(target: str, seconds: float) -> tuple[Any, str | None]:
     module = importlib.util.module_from_spec(spec)
     sys.path.insert(0, str(path.parent.resolve()))
     try:
-        loaded = call_learner(lambda: spec.loader.exec_module(module), {}, seconds=seconds,
-                              name=f"importing {path.name}")
+        loaded = call_learner(
+            lambda: spec.loader.exec_module(module),
+            {},
+            seconds=seconds,
+            name=f"importing {path.name}",
+        )
     finally:
         sys.path.pop(0)
-    if loaded.error is not None and loaded.error.kind not in ("global-state",):
+    if loaded.error is not None and loaded.error.kind not in (ErrorKind.GLOBAL_STATE,):
         return None, loaded.error.message
     fn = getattr(module, name, None)
     if not callable(fn):
@@ -46,14 +51,25 @@ def _load(target: str, seconds: float) -> tuple[Any, str | None]:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run a check on a function in a file; print the report; return the exit status."""
     parser = argparse.ArgumentParser(
-        prog="pgcheck", description="Check that the gradient of your pseudo-loss is a correct "
-        "policy gradient (or run another pgcheck check).")
+        prog="pgcheck",
+        description="Check that the gradient of your pseudo-loss is a correct "
+        "policy gradient (or run another pgcheck check).",
+    )
     parser.add_argument("target", help="path/to/file.py:function")
-    parser.add_argument("--check", default="pseudo_loss", choices=sorted(REGISTRY),
-                        help="which check to run (default: pseudo_loss)")
-    parser.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
-                        help="an option of the check, VALUE as JSON (e.g. "
-                        "accept_missing_gamma_t=true, problem='\"mdp-linear\"')")
+    parser.add_argument(
+        "--check",
+        default="pseudo_loss",
+        choices=sorted(REGISTRY),
+        help="which check to run (default: pseudo_loss)",
+    )
+    parser.add_argument(
+        "--option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="an option of the check, VALUE as JSON (e.g. "
+        "accept_missing_gamma_t=true, problem='\"mdp-linear\"')",
+    )
     parser.add_argument("--timeout", type=float, default=5.0, help="seconds (default 5)")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     args = parser.parse_args(argv)

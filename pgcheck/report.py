@@ -55,8 +55,13 @@ class Report:
     @classmethod
     def error(cls, message: str, *, check: str = "", diagnosis: str | None = None) -> Report:
         """A failed report for code that could not be checked (it raised, hung, ...)."""
-        return cls(passed=False, verdict="error", message=message, check=check,
-                   diagnosis=diagnosis)
+        return cls(
+            passed=False,
+            verdict="error",
+            message=message,
+            check=check,
+            diagnosis=None if diagnosis is None else str(diagnosis),
+        )
 
     # ------------------------------------------------------------------ conversions
     def __bool__(self) -> bool:
@@ -90,8 +95,10 @@ class Report:
         return "\n".join(lines)
 
     def __repr__(self) -> str:
-        return (f"Report(passed={self.passed}, verdict={self.verdict!r}, "
-                f"scale={self.scale!r}, diagnosis={self.diagnosis!r})")
+        return (
+            f"Report(passed={self.passed}, verdict={self.verdict!r}, "
+            f"scale={self.scale!r}, diagnosis={self.diagnosis!r})"
+        )
 
     # ------------------------------------------------------------------ HTML
     def _repr_html_(self) -> str:
@@ -100,8 +107,8 @@ class Report:
         parts = [
             '<div style="font-family:sans-serif;font-size:13px">',
             f'<div style="font-weight:bold;color:{colour}">{html.escape(head.upper())} '
-            f'&mdash; {html.escape(self.check or "check")}: '
-            f'<code>{html.escape(self.verdict)}</code></div>',
+            f"&mdash; {html.escape(self.check or 'check')}: "
+            f"<code>{html.escape(self.verdict)}</code></div>",
             f'<p style="margin:4px 0">{html.escape(self.message)}</p>',
         ]
         facts = []
@@ -122,8 +129,10 @@ class Report:
                 parts.append(f"<tr><td>{html.escape(row.instance)}</td>")
                 for k in keys:
                     value = row.columns.get(k, "")
-                    parts.append(f'<td style="font-family:monospace;padding:2px 8px">'
-                                 f"{html.escape(_fmt(value))}</td>")
+                    parts.append(
+                        f'<td style="font-family:monospace;padding:2px 8px">'
+                        f"{html.escape(_fmt(value))}</td>"
+                    )
                 parts.append("</tr>")
             parts.append("</table>")
         for note in self.notes:
@@ -134,7 +143,7 @@ class Report:
     # ------------------------------------------------------------------ picture
     def plot(self, ax: Any = None) -> Any:
         """Draw the check's picture (if it recorded one) and return the matplotlib figure."""
-        from pgcheck.plots import plot_report
+        from pgcheck.plot import plot_report  # matplotlib only when a picture is asked for
 
         return plot_report(self, ax=ax)
 

@@ -22,20 +22,14 @@ from typing import Any
 import numpy as np
 import torch
 
+from pgcheck.errors import ErrorKind, LearnerError
+
 #: How many characters of the learner's printed output are accepted before it is an error.
 MAX_OUTPUT_CHARS = 20_000
 
 
 class LearnerTimeout(BaseException):  # noqa: N818 - BaseException so `except Exception` cannot swallow it
     """Raised inside the learner's code when its time is up."""
-
-
-@dataclass
-class LearnerError:
-    """Why a call of the learner's function failed, in words meant for the learner."""
-
-    kind: str
-    message: str
 
 
 @dataclass
@@ -181,19 +175,28 @@ def _time_limit(seconds: float) -> Iterator[None]:
 def _learner_frames(exc: BaseException) -> str:
     """The last line of the learner's own code in the traceback (not pgcheck's, not torch's)."""
     frames = traceback.extract_tb(exc.__traceback__)
-    own = [f for f in frames if "/pgcheck/" not in f.filename and "/torch/" not in f.filename
-           and "/site-packages/" not in f.filename]
+    own = [
+        f
+        for f in frames
+        if "/pgcheck/" not in f.filename
+        and "/torch/" not in f.filename
+        and "/site-packages/" not in f.filename
+    ]
     if not own:
         return ""
     f = own[-1]
-    where = ("your code" if f.filename.startswith("<") or "ipykernel" in f.filename
-             else f.filename.rsplit("/", 1)[-1])
+    where = (
+        "your code"
+        if f.filename.startswith("<") or "ipykernel" in f.filename
+        else f.filename.rsplit("/", 1)[-1]
+    )
     code = f": {f.line}" if f.line else ""
     return f" (in {where}, line {f.lineno}{code})"
 
 
-def call_learner(fn: Callable[..., Any], kwargs: dict[str, Any], *, seconds: float,
-                 name: str = "your function") -> CallResult:
+def call_learner(
+    fn: Callable[..., Any], kwargs: dict[str, Any], *, seconds: float, name: str = "your function"
+) -> CallResult:
     """Call ``fn(**kwargs)`` with a time limit, captured output and guarded global state.
 
     Inputs that are tensors are compared before and after the call, so an in-place edit is
@@ -212,20 +215,25 @@ def call_learner(fn: Callable[..., Any], kwargs: dict[str, Any], *, seconds: flo
                     result.value = fn(**kwargs)
         except LearnerTimeout:
             result.error = LearnerError(
-                "timeout",
+                ErrorKind.TIMEOUT,
                 f"{name} did not finish within {seconds:.1f} s. Look for a loop that never "
-                "ends (a `while` whose condition never changes).")
+                "ends (a `while` whose condition never changes).",
+            )
         except KeyboardInterrupt:
             raise
         except RecursionError:
-            result.error = LearnerError("exception", f"{name} recursed without end.")
+            result.error = LearnerError(ErrorKind.EXCEPTION, f"{name} recursed without end.")
         except NotImplementedError:
             result.error = LearnerError(
-                "not_implemented", f"{name} is not written yet: replace the line "
-                "`raise NotImplementedError()` with your code.")
+                ErrorKind.NOT_IMPLEMENTED,
+                f"{name} is not written yet: replace the line "
+                "`raise NotImplementedError()` with your code.",
+            )
         except BaseException as exc:  # noqa: BLE001 - SystemExit and friends too
             result.error = LearnerError(
-                "exception", f"{name} raised {type(exc).__name__}: {exc}{_learner_frames(exc)}")
+                ErrorKind.EXCEPTION,
+                f"{name} raised {type(exc).__name__}: {exc}{_learner_frames(exc)}",
+            )
         finally:
             after = _global_state()
             _restore(before)
@@ -233,28 +241,38 @@ def call_learner(fn: Callable[..., Any], kwargs: dict[str, Any], *, seconds: flo
     result.warnings = [str(w.message) for w in caught]
     if result.error is None and buffer.total > MAX_OUTPUT_CHARS:
         result.error = LearnerError(
-            "output", f"{name} printed {buffer.total:,} characters. Remove the print statements "
-            "from inside loops (print a summary once instead).")
+            ErrorKind.OUTPUT,
+            f"{name} printed {buffer.total:,} characters. Remove the print statements "
+            "from inside loops (print a summary once instead).",
+        )
     if result.error is None:
         changed = [k for k in _changed(before, after) if k != "grad mode"] + (
-            ["grad mode"] if before["grad mode"] != after["grad mode"] else [])
+            ["grad mode"] if before["grad mode"] != after["grad mode"] else []
+        )
         if changed:
             rng = [c for c in changed if "random" in c]
             if rng and len(rng) == len(changed):
-                msg = (f"{name} used random numbers ({', '.join(rng)} advanced). A pseudo-loss "
-                       "must be a deterministic function of the batch it is given.")
+                msg = (
+                    f"{name} used random numbers ({', '.join(rng)} advanced). A pseudo-loss "
+                    "must be a deterministic function of the batch it is given."
+                )
             else:
-                msg = (f"{name} changed global state ({', '.join(changed)}); pgcheck restored it. "
-                       "Don't call torch.set_default_dtype, torch.set_grad_enabled, "
-                       "torch.set_num_threads or seed the RNG inside your function.")
-            result.error = LearnerError("global-state", msg)
+                msg = (
+                    f"{name} changed global state ({', '.join(changed)}); pgcheck restored it. "
+                    "Don't call torch.set_default_dtype, torch.set_grad_enabled, "
+                    "torch.set_num_threads or seed the RNG inside your function."
+                )
+            result.error = LearnerError(ErrorKind.GLOBAL_STATE, msg)
     if result.error is None:
         for k, v in kwargs.items():
-            if isinstance(v, torch.Tensor) and (v._version != versions[k]
-                                                or not _same(v, snapshots[k])):
+            if isinstance(v, torch.Tensor) and (
+                v._version != versions[k] or not _same(v, snapshots[k])
+            ):
                 result.error = LearnerError(
-                    "in-place", f"{name} modified its input `{k}` in place. Use out-of-place "
-                    "operations (x = x * g instead of x *= g) or work on x.clone().")
+                    ErrorKind.IN_PLACE,
+                    f"{name} modified its input `{k}` in place. Use out-of-place "
+                    "operations (x = x * g instead of x *= g) or work on x.clone().",
+                )
                 break
     return result
 

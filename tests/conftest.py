@@ -10,6 +10,5 @@ matplotlib.use("Agg")
 os.environ.setdefault("MPLBACKEND", "Agg")
 torch.set_num_threads(1)
 
-settings.register_profile("ci", max_examples=25, deadline=None, derandomize=True,
-                          print_blob=True)
+settings.register_profile("ci", max_examples=25, deadline=None, derandomize=True, print_blob=True)
 settings.load_profile("ci")

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 import pgcheck
-from pgcheck import estimators as E
+from pgcheck.diagnosis import estimators as E
 
 
 def raises(log_probs):
@@ -136,10 +136,10 @@ CASES = {
     forever: ("timeout", "did not finish"),
     forever_catching: ("timeout", "did not finish"),
     chatty: ("output", "printed"),
-    sets_dtype: ("global-state", "default dtype"),
-    sets_threads: ("global-state", "threads"),
-    uses_rng: ("global-state", "random"),
-    uses_numpy_rng: ("global-state", "random"),
+    sets_dtype: ("global_state", "default dtype"),
+    sets_threads: ("global_state", "threads"),
+    uses_rng: ("global_state", "random"),
+    uses_numpy_rng: ("global_state", "random"),
     disables_grad: ("no_path_to_theta", "no_grad"),
     exits: ("exception", "SystemExit"),
     stub: ("not_implemented", "not written yet"),
@@ -150,14 +150,25 @@ CASES = {
 
 
 def state():
-    return (torch.get_default_dtype(), torch.is_grad_enabled(), torch.get_num_threads(),
-            torch.random.get_rng_state().clone(), np.random.get_state()[1].copy(),
-            random.getstate())
+    return (
+        torch.get_default_dtype(),
+        torch.is_grad_enabled(),
+        torch.get_num_threads(),
+        torch.random.get_rng_state().clone(),
+        np.random.get_state()[1].copy(),
+        random.getstate(),
+    )
 
 
 def same_state(a, b):
-    return (a[0] == b[0] and a[1] == b[1] and a[2] == b[2] and torch.equal(a[3], b[3])
-            and np.array_equal(a[4], b[4]) and a[5] == b[5])
+    return (
+        a[0] == b[0]
+        and a[1] == b[1]
+        and a[2] == b[2]
+        and torch.equal(a[3], b[3])
+        and np.array_equal(a[4], b[4])
+        and a[5] == b[5]
+    )
 
 
 @pytest.mark.parametrize("fn", list(CASES), ids=lambda f: f.__name__)
@@ -226,8 +237,9 @@ def test_works_from_a_thread():
     import threading
 
     out = {}
-    t = threading.Thread(target=lambda: out.update(r=pgcheck.check_pseudo_loss(forever,
-                                                                                timeout=0.5)))
+    t = threading.Thread(
+        target=lambda: out.update(r=pgcheck.check_pseudo_loss(forever, timeout=0.5))
+    )
     t.start()
     t.join(10)
     assert not t.is_alive() and out["r"].diagnosis == "timeout"
@@ -237,11 +249,15 @@ def test_works_from_a_thread():
 def run_cli(tmp_path, source, target, *extra):
     path = tmp_path / "mine.py"
     path.write_text(source)
-    return subprocess.run([sys.executable, "-m", "pgcheck", f"{path}:{target}", *extra],
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "pgcheck", f"{path}:{target}", *extra],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
-SOURCE = '''
+SOURCE = """
 import torch
 def good(log_probs, q_values, gamma, mask):
     d = gamma ** torch.arange(mask.shape[1], dtype=torch.float64)
@@ -250,7 +266,7 @@ def no_gamma_t(log_probs, q_values, mask):
     return -(q_values * log_probs * mask).sum(1).mean()
 def broken(log_probs):
     return 1 / 0
-'''
+"""
 
 
 def test_cli_exit_codes(tmp_path):

@@ -9,9 +9,9 @@ import torch
 import torch.nn.functional as F
 
 import pgcheck
-from pgcheck import estimators as E
 from pgcheck import problems
-from pgcheck.pseudo_loss import judge, measure
+from pgcheck.checks.pseudo_loss import judge, measure
+from pgcheck.diagnosis import estimators as E
 
 
 def disc(gamma, T):
@@ -139,8 +139,7 @@ def test_forum_proposal_has_exactly_zero_gradient():
 
     report = pgcheck.check_pseudo_loss(forum)
     assert report.diagnosis == "zero_gradient" and not report.passed
-    assert all(max(abs(x) for x in r.columns["E[−∇L] (your loss)"]) < 1e-15
-               for r in report.rows)
+    assert all(max(abs(x) for x in r.columns["E[−∇L] (your loss)"]) < 1e-15 for r in report.rows)
 
 
 def test_missing_gamma_t_is_caught_only_when_gamma_below_one():
@@ -154,8 +153,9 @@ def test_accept_missing_gamma_t_option():
     report = pgcheck.check_pseudo_loss(fn, accept_missing_gamma_t=True)
     assert report.passed and report.diagnosis == "missing_gamma_t"
     assert pgcheck.check_pseudo_loss(E.reward_to_go, accept_missing_gamma_t=True).passed
-    assert not pgcheck.check_pseudo_loss(E.MISTAKES["reward_to_come"],
-                                         accept_missing_gamma_t=True).passed
+    assert not pgcheck.check_pseudo_loss(
+        E.MISTAKES["reward_to_come"], accept_missing_gamma_t=True
+    ).passed
 
 
 def test_missing_gamma_t_bias_is_a_few_percent():
@@ -206,9 +206,15 @@ def naive_expected_gradient(fn, prob):
         T = one.states.shape[1]
         inputs = {
             "log_probs": torch.log_softmax(logits, -1).gather(-1, one.actions[..., None])[..., 0],
-            "logits": logits, "probs": torch.softmax(logits, -1), "actions": one.actions,
-            "rewards": one.rewards, "mask": one.mask, "gamma": one.gamma,
-            "q_values": one.reward_to_go, "returns": one.returns, "lengths": one.lengths,
+            "logits": logits,
+            "probs": torch.softmax(logits, -1),
+            "actions": one.actions,
+            "rewards": one.rewards,
+            "mask": one.mask,
+            "gamma": one.gamma,
+            "q_values": one.reward_to_go,
+            "returns": one.returns,
+            "lengths": one.lengths,
             "values": values_table[torch.arange(T)[None], one.states] * one.mask,
         }
         names = fn.__code__.co_varnames[: fn.__code__.co_argcount]
@@ -217,10 +223,18 @@ def naive_expected_gradient(fn, prob):
     return -grad
 
 
-@pytest.mark.parametrize("fn", [E.reward_to_go, E.MISTAKES["missing_gamma_t"],
-                                E.MISTAKES["probs_instead_of_log_probs"],
-                                E.MISTAKES["theta_leak"], E.MISTAKES["forgotten_mask"],
-                                E.state_value_baseline, lecture_form])
+@pytest.mark.parametrize(
+    "fn",
+    [
+        E.reward_to_go,
+        E.MISTAKES["missing_gamma_t"],
+        E.MISTAKES["probs_instead_of_log_probs"],
+        E.MISTAKES["theta_leak"],
+        E.MISTAKES["forgotten_mask"],
+        E.state_value_baseline,
+        lecture_form,
+    ],
+)
 @pytest.mark.parametrize("name", ["mdp-linear", "mdp-mlp"])
 def test_exact_expectation_matches_a_naive_enumeration(fn, name):
     prob = problems.get(name)
@@ -242,8 +256,9 @@ def test_exact_expectation_matches_monte_carlo():
     score = prob.policy.score(prob.theta0)[batch.states, batch.actions]  # [N, T, P]
     per_traj = torch.einsum("nt,ntp->np", batch.reward_to_go * batch.mask, score)
     mean, se = per_traj.mean(0), per_traj.std(0) / math.sqrt(len(batch))
-    exact = torch.tensor(measure(fn, problem="mdp-linear")["instances"][0]["expected_grad"],
-                         dtype=torch.float64)
+    exact = torch.tensor(
+        measure(fn, problem="mdp-linear")["instances"][0]["expected_grad"], dtype=torch.float64
+    )
     assert ((mean - exact).abs() < 5 * se).all()
     assert logp.requires_grad  # the sampled batch is usable for a real loss too
 
@@ -268,7 +283,8 @@ def test_measure_and_judge_split_through_json():
     for fn in (E.reward_to_go, E.MISTAKES["reward_to_come"], E.leave_one_out_baseline):
         m = json.loads(json.dumps(measure(fn)))
         assert judge(m).to_dict() == pgcheck.check_pseudo_loss(fn).to_dict() | {
-            "notes": judge(m).notes}
+            "notes": judge(m).notes
+        }
 
 
 def test_verdicts_are_identical_on_every_run():
@@ -290,13 +306,18 @@ from hypothesis import given  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
 
-@given(seed=st.integers(0, 100_000), policy=st.sampled_from(["tabular", "linear", "mlp"]),
-       gamma=st.sampled_from([0.6, 0.9]), horizon=st.integers(2, 4))
+@given(
+    seed=st.integers(0, 100_000),
+    policy=st.sampled_from(["tabular", "linear", "mlp"]),
+    gamma=st.sampled_from([0.6, 0.9]),
+    horizon=st.integers(2, 4),
+)
 def test_properties_on_random_instances(seed, policy, gamma, horizon):
     """On any random instance with γ < 1: correct estimators pass, and reward-to-go without
     γ^t or without r_t fails, with its diagnosis."""
-    prob = problems.random_mdp(seed, n_states=3, n_actions=2, horizon=horizon, gamma=gamma,
-                               policy=policy)
+    prob = problems.random_mdp(
+        seed, n_states=3, n_actions=2, horizon=horizon, gamma=gamma, policy=policy
+    )
     for fn in (E.reward_to_go, E.full_return, E.state_value_baseline):
         assert pgcheck.check_pseudo_loss(fn, problem=prob).verdict == "unbiased"
     for code in ("missing_gamma_t", "drops_current_reward"):

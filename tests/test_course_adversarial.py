@@ -37,22 +37,29 @@ NAME = FIXTURE.name
 NOTEBOOK = f"{NAME}.ipynb"
 TIMEOUT = 15  # seconds per isolated child in this test
 
-RIGHT_DR = ("def discounted_return(rewards, gamma):\n"
-            "    return sum(gamma**t * float(r) for t, r in enumerate(rewards))\n")
-RIGHT_RTG = ("def reward_to_go(rewards, gamma):\n"
-             "    out = torch.zeros_like(rewards)\n"
-             "    running = 0.0\n"
-             "    for t in reversed(range(len(rewards))):\n"
-             "        running = rewards[t] + gamma * running\n"
-             "        out[t] = running\n"
-             "    return out\n")
+RIGHT_DR = (
+    "def discounted_return(rewards, gamma):\n"
+    "    return sum(gamma**t * float(r) for t, r in enumerate(rewards))\n"
+)
+RIGHT_RTG = (
+    "def reward_to_go(rewards, gamma):\n"
+    "    out = torch.zeros_like(rewards)\n"
+    "    running = 0.0\n"
+    "    for t in reversed(range(len(rewards))):\n"
+    "        running = rewards[t] + gamma * running\n"
+    "        out[t] = running\n"
+    "    return out\n"
+)
 WRONG_DR = "def discounted_return(rewards, gamma):\n    return 0.0\n"
 WRONG_RTG = "def reward_to_go(rewards, gamma):\n    return torch.zeros_like(rewards)\n"
 
-MONKEYPATCH = WRONG_DR + """
+MONKEYPATCH = (
+    WRONG_DR
+    + """
 import pgcheck
 import pgcheck.sandbox
-from pgcheck.registry import REGISTRY, Check
+from pgcheck.checks.base import Check
+from pgcheck.checks.registry import REGISTRY
 from pgcheck.report import Report
 
 def _always(*args, **kwargs):
@@ -62,6 +69,7 @@ for _name in list(REGISTRY):
     REGISTRY[_name] = Check(_name, lambda fn, **options: {}, _always)
 pgcheck.sandbox.call_learner = lambda *args, **kwargs: None
 """
+)
 
 LIAR = """
 class Liar(float):
@@ -80,7 +88,9 @@ def discounted_return(rewards, gamma):
     return Liar(0.0)
 """
 
-TRANSFORMER = WRONG_DR + """
+TRANSFORMER = (
+    WRONG_DR
+    + """
 def _rewrite(lines):
     text = "".join(lines)
     if "assert" in text or "hidden_test" in text:
@@ -89,8 +99,11 @@ def _rewrite(lines):
 
 get_ipython().input_transformers_post.append(_rewrite)
 """
+)
 
-REDEFINE = WRONG_DR + """
+REDEFINE = (
+    WRONG_DR
+    + """
 import pgcheck.grading
 
 def hidden_test(*args, **kwargs):
@@ -98,12 +111,18 @@ def hidden_test(*args, **kwargs):
 
 pgcheck.grading.hidden_test = hidden_test
 """
+)
 
-TAMPER_TORCH = WRONG_RTG + """
+TAMPER_TORCH = (
+    WRONG_RTG
+    + """
 torch.allclose = lambda *args, **kwargs: True
 """
+)
 
-FORGE = WRONG_DR + """
+FORGE = (
+    WRONG_DR
+    + """
 import json as _json
 import os as _os
 _fake = {"status": "ok", "measurement": {
@@ -115,9 +134,12 @@ for _fd in [1, *range(3, 40)]:
     except OSError:
         pass
 """
+)
 
 LOOP_TOPLEVEL = RIGHT_RTG + "\nwhile True:\n    pass\n"
-LOOP_UNSTOPPABLE = RIGHT_RTG + """
+LOOP_UNSTOPPABLE = (
+    RIGHT_RTG
+    + """
 while True:
     try:
         while True:
@@ -125,16 +147,22 @@ while True:
     except BaseException:
         pass
 """
+)
 LOOP_IN_FUNCTION = "def reward_to_go(rewards, gamma):\n    while True:\n        pass\n"
 EXIT_TOPLEVEL = RIGHT_RTG + "\nimport os\nos._exit(0)\n"
 EXIT_IN_FUNCTION = "import os\n\ndef reward_to_go(rewards, gamma):\n    os._exit(3)\n"
-KILL_IN_FUNCTION = ("import os, signal\n\ndef reward_to_go(rewards, gamma):\n"
-                    "    os.kill(os.getpid(), signal.SIGKILL)\n")
-STDERR_PYTHON = RIGHT_RTG + """
+KILL_IN_FUNCTION = (
+    "import os, signal\n\ndef reward_to_go(rewards, gamma):\n"
+    "    os.kill(os.getpid(), signal.SIGKILL)\n"
+)
+STDERR_PYTHON = (
+    RIGHT_RTG
+    + """
 import sys, warnings
 print("debugging output", file=sys.stderr)
 warnings.warn("a warning from the answer cell")
 """
+)
 STDERR_FD = RIGHT_RTG + "\nimport os\nos.write(2, b'written straight to stderr\\n')\n"
 FLOOD = RIGHT_RTG + "\nfor _ in range(100000):\n    print('x' * 100)\n"
 
@@ -159,8 +187,13 @@ CASES: dict[str, tuple[str, str, float]] = {
     "stdout_flood": (RIGHT_DR, FLOOD, 6),
 }
 #: attacks that fool grading in the student's kernel: student -> in-kernel score expected
-IN_KERNEL = {"monkeypatch_pgcheck": 4, "float_subclass": 4, "input_transformer": 6,
-             "redefined_hidden_test": 4, "tampered_torch": 4}
+IN_KERNEL = {
+    "monkeypatch_pgcheck": 4,
+    "float_subclass": 4,
+    "input_transformer": 6,
+    "redefined_hidden_test": 4,
+    "tampered_torch": 4,
+}
 
 
 def _notebook(released: Any, dr: str, rtg: str) -> Any:
@@ -191,10 +224,12 @@ def _run_all(root: Path) -> dict[str, Any]:
     released = read(course / "notebooks" / NAME / NOTEBOOK)
     for student, (dr, rtg, _) in CASES.items():
         submit(course, student, NAME, {NOTEBOOK: _notebook(released, dr, rtg)})
-    submit(course, "duplicated_fixed", NAME,
-           {NOTEBOOK: _duplicated(released, WRONG_RTG, RIGHT_RTG)})
-    submit(course, "duplicated_broken", NAME,
-           {NOTEBOOK: _duplicated(released, RIGHT_RTG, WRONG_RTG)})
+    submit(
+        course, "duplicated_fixed", NAME, {NOTEBOOK: _duplicated(released, WRONG_RTG, RIGHT_RTG)}
+    )
+    submit(
+        course, "duplicated_broken", NAME, {NOTEBOOK: _duplicated(released, RIGHT_RTG, WRONG_RTG)}
+    )
     broken = submit(course, "not_a_notebook", NAME, {})
     (broken / NOTEBOOK).write_text("{ this is not json")
     # in-kernel grading of the attacks that fool it (plain nbgrader autograde)
@@ -204,13 +239,29 @@ def _run_all(root: Path) -> dict[str, Any]:
     scores = gradebook_scores(course, NAME)
     in_kernel = {s: total(scores[s])[0] for s in IN_KERNEL if s in scores}
     preload = [a for p in FIXTURE.preload for a in ("--preload", str(p))]
-    result = pgrade(["autograde", NAME, "--skip-nbgrader", "--timeout", str(TIMEOUT),
-                     "--cell-timeout", "4", *preload], course)
+    result = pgrade(
+        [
+            "autograde",
+            NAME,
+            "--skip-nbgrader",
+            "--timeout",
+            str(TIMEOUT),
+            "--cell-timeout",
+            "4",
+            *preload,
+        ],
+        course,
+    )
     with (course / "course" / "trusted" / f"{NAME}.csv").open() as handle:
         rows = list(csv.DictReader(handle))
-    return {"in_kernel": in_kernel, "trusted": gradebook_scores(course, NAME), "rows": rows,
-            "stdout": result.stdout[-6000:], "stderr": result.stderr[-6000:],
-            "returncode": result.returncode}
+    return {
+        "in_kernel": in_kernel,
+        "trusted": gradebook_scores(course, NAME),
+        "rows": rows,
+        "stdout": result.stdout[-6000:],
+        "stderr": result.stderr[-6000:],
+        "returncode": result.returncode,
+    }
 
 
 @pytest.fixture(scope="module")
@@ -252,7 +303,8 @@ def test_trusted_score(graded: dict[str, Any], student: str) -> None:
 
 @pytest.mark.parametrize("student", sorted(IN_KERNEL))
 def test_the_attack_fools_in_kernel_grading_but_not_the_trusted_grader(
-        graded: dict[str, Any], student: str) -> None:
+    graded: dict[str, Any], student: str
+) -> None:
     assert graded["in_kernel"][student] == IN_KERNEL[student]
     assert _trusted_total(graded, student) < graded["in_kernel"][student]
 
@@ -280,7 +332,7 @@ def test_the_forged_result_would_have_passed_if_accepted() -> None:
 
     _preloaded(FIXTURE.preload)
     fake = json.loads(FORGE.split("_fake = ")[1].split("\nfor _fd")[0].replace("None", "null"))
-    assert _judge("fixture_discounted_return", fake, {}) [0] is True
+    assert _judge("fixture_discounted_return", fake, {})[0] is True
 
 
 def test_duplicated_answer_cells_are_graded_not_aborted(graded: dict[str, Any]) -> None:

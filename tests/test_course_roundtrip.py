@@ -50,9 +50,11 @@ def _mistake_g0(nb: Any) -> Any:
     """Fixture only: the reward-to-go uses G_0 at every t (a typical mistake)."""
     for cell in answer_cells(nb):
         if meta(cell).get("grade_id") == "reward_to_go":
-            cell.source = ('def reward_to_go(rewards, gamma):\n'
-                           '    total = sum(gamma**t * r for t, r in enumerate(rewards))\n'
-                           '    return torch.full_like(rewards, float(total))\n')
+            cell.source = (
+                "def reward_to_go(rewards, gamma):\n"
+                "    total = sum(gamma**t * r for t, r in enumerate(rewards))\n"
+                "    return torch.full_like(rewards, float(total))\n"
+            )
     return nb
 
 
@@ -71,8 +73,9 @@ def _pipeline(assignment: Assignment, root: Path) -> dict[str, Any]:
         solution = read(source)
         students["solution"][source.name] = solution
         students["untouched"][source.name] = released
-        students["sign_error"][source.name], sign_error_functions[source.name] = \
-            with_sign_error(solution)
+        students["sign_error"][source.name], sign_error_functions[source.name] = with_sign_error(
+            solution
+        )
     if name == "00_fixture":
         students["typical_mistake"] = {s.name: _mistake_g0(read(s)) for s in sources}
     for student, notebooks in students.items():
@@ -88,13 +91,18 @@ def _pipeline(assignment: Assignment, root: Path) -> dict[str, Any]:
     log["feedback"] = result.returncode, result.stderr[-2000:]
     result = nbgrader(["export"], course)
     log["export"] = result.returncode, result.stderr[-2000:]
-    return {"log": log, "nbgrader": nbgrader_scores, "trusted": trusted_scores,
-            "sign_error_functions": sign_error_functions}
+    return {
+        "log": log,
+        "nbgrader": nbgrader_scores,
+        "trusted": trusted_scores,
+        "sign_error_functions": sign_error_functions,
+    }
 
 
 @pytest.fixture(scope="module", params=ASSIGNMENTS, ids=IDS)
-def pipeline(request: pytest.FixtureRequest,
-             tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+def pipeline(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, Any]:
     """The pipeline's results for one assignment, computed once per session."""
     assignment: Assignment = request.param
     shared = session_dir(tmp_path_factory) / "course_pipeline"
@@ -125,21 +133,28 @@ def test_release_matches_committed_student_notebooks(pipeline: dict[str, Any]) -
     assert pipeline["log"]["release"][0] == 0, pipeline["log"]["release"]
     fresh_dir = course / "notebooks" / assignment.name
     fresh = sorted(p.name for p in fresh_dir.iterdir() if p.name != "__pycache__")
-    committed = sorted(p.name for p in assignment.released_dir.iterdir()
-                       if p.name != "__pycache__") if assignment.released_dir.is_dir() else []
+    committed = (
+        sorted(p.name for p in assignment.released_dir.iterdir() if p.name != "__pycache__")
+        if assignment.released_dir.is_dir()
+        else []
+    )
     assert committed == fresh, (
         f"notebooks/{assignment.name} is out of date: run `python -m pgcheck.grading release "
-        f"{assignment.name}` (fresh copy: {fresh_dir})")
+        f"{assignment.name}` (fresh copy: {fresh_dir})"
+    )
     for filename in fresh:
         if filename.endswith(".ipynb"):
             assert _normalised(read(assignment.released_dir / filename)) == _normalised(
-                read(fresh_dir / filename)), (
+                read(fresh_dir / filename)
+            ), (
                 f"{assignment.released_dir / filename} differs from the generated "
                 f"{fresh_dir / filename}: run `python -m pgcheck.grading release "
-                f"{assignment.name}`")
+                f"{assignment.name}`"
+            )
         else:
             assert (assignment.released_dir / filename).read_bytes() == (
-                fresh_dir / filename).read_bytes()
+                fresh_dir / filename
+            ).read_bytes()
 
 
 def test_solution_validates_with_full_marks(pipeline: dict[str, Any]) -> None:
@@ -161,10 +176,14 @@ def _answer_dependent(source_nb: Any, nb: Any) -> set[int]:
             tree = ast.parse(cell.source)
         except SyntaxError:
             continue
-        tainted |= {n.name for n in tree.body
-                    if isinstance(n, ast.FunctionDef | ast.ClassDef)}
-        tainted |= {t.id for n in tree.body if isinstance(n, ast.Assign)
-                    for t in n.targets if isinstance(t, ast.Name)}
+        tainted |= {n.name for n in tree.body if isinstance(n, ast.FunctionDef | ast.ClassDef)}
+        tainted |= {
+            t.id
+            for n in tree.body
+            if isinstance(n, ast.Assign)
+            for t in n.targets
+            if isinstance(t, ast.Name)
+        }
     allowed: set[int] = set()
     for index, cell in enumerate(nb.cells):
         if cell.cell_type != "code":
@@ -178,15 +197,20 @@ def _answer_dependent(source_nb: Any, nb: Any) -> set[int]:
         if m.get("solution") or m.get("grade") or names & tainted:
             allowed.add(index)
             if tree is not None:
-                tainted |= {t.id for n in ast.walk(tree) if isinstance(n, ast.Assign)
-                            for t in n.targets if isinstance(t, ast.Name)}
-                tainted |= {n.name for n in tree.body
-                            if isinstance(n, ast.FunctionDef | ast.ClassDef)}
+                tainted |= {
+                    t.id
+                    for n in ast.walk(tree)
+                    if isinstance(n, ast.Assign)
+                    for t in n.targets
+                    if isinstance(t, ast.Name)
+                }
+                tainted |= {
+                    n.name for n in tree.body if isinstance(n, ast.FunctionDef | ast.ClassDef)
+                }
     return allowed
 
 
-def test_untouched_notebook_fails_only_in_answer_dependent_cells(
-        pipeline: dict[str, Any]) -> None:
+def test_untouched_notebook_fails_only_in_answer_dependent_cells(pipeline: dict[str, Any]) -> None:
     """Executed by nbgrader autograde: errors only where an unanswered exercise is used."""
     course, assignment = pipeline["course"], pipeline["assignment"]
     for source in assignment_notebooks(course / "solutions" / assignment.name):
@@ -194,8 +218,12 @@ def test_untouched_notebook_fails_only_in_answer_dependent_cells(
         assert path.is_file(), pipeline["log"]["nbgrader_autograde"]
         nb = read(path)
         allowed = _answer_dependent(read(source), nb)
-        failing = [i for i, c in enumerate(nb.cells) if c.cell_type == "code" and any(
-            o.get("output_type") == "error" for o in c.get("outputs", []))]
+        failing = [
+            i
+            for i, c in enumerate(nb.cells)
+            if c.cell_type == "code"
+            and any(o.get("output_type") == "error" for o in c.get("outputs", []))
+        ]
         assert failing, "the untouched notebook raised nowhere: are the answers stubbed?"
         unexpected = [(i, nb.cells[i].source[:200]) for i in failing if i not in allowed]
         assert not unexpected, f"cells that fail without using an answer: {unexpected}"
@@ -212,9 +240,11 @@ def test_autograde_gives_the_solution_full_marks(pipeline: dict[str, Any]) -> No
         cells = pipeline[label]["solution"]
         score, maximum = total(cells)
         assert maximum > 0
-        assert score == maximum, (label, {k: v for k, v in cells.items()
-                                          if v["score"] != v["max"]},
-                                  pipeline["log"]["trusted_autograde"])
+        assert score == maximum, (
+            label,
+            {k: v for k, v in cells.items() if v["score"] != v["max"]},
+            pipeline["log"]["trusted_autograde"],
+        )
 
 
 def test_autograde_gives_a_typical_mistake_partial_marks(pipeline: dict[str, Any]) -> None:
@@ -224,10 +254,14 @@ def test_autograde_gives_a_typical_mistake_partial_marks(pipeline: dict[str, Any
     only lose marks (the assignment is listed in the report to the lead).
     """
     course, assignment = pipeline["course"], pipeline["assignment"]
-    functions = {t.function_name for source in assignment_notebooks(
-        course / "solutions" / assignment.name) for t in parse_source(source).hidden}
-    students = ["sign_error"] + (["typical_mistake"] if "typical_mistake" in
-                                 pipeline["trusted"] else [])
+    functions = {
+        t.function_name
+        for source in assignment_notebooks(course / "solutions" / assignment.name)
+        for t in parse_source(source).hidden
+    }
+    students = ["sign_error"] + (
+        ["typical_mistake"] if "typical_mistake" in pipeline["trusted"] else []
+    )
     for student in students:
         for label in ("nbgrader", "trusted"):
             score, maximum = total(pipeline[label][student])
@@ -238,7 +272,8 @@ def test_autograde_gives_a_typical_mistake_partial_marks(pipeline: dict[str, Any
 
 
 def test_sign_error_fails_exactly_the_hidden_tests_of_that_function(
-        pipeline: dict[str, Any]) -> None:
+    pipeline: dict[str, Any],
+) -> None:
     course, assignment = pipeline["course"], pipeline["assignment"]
     for source in assignment_notebooks(course / "solutions" / assignment.name):
         spec = parse_source(source)
@@ -248,11 +283,13 @@ def test_sign_error_fails_exactly_the_hidden_tests_of_that_function(
             if test.function_name == function:
                 assert score == 0, test
         assert any(t.function_name == function for t in spec.hidden), (
-            f"no hidden test covers the last exercise {function}")
+            f"no hidden test covers the last exercise {function}"
+        )
 
 
 def test_trusted_grader_agrees_with_nbgrader_on_honest_submissions(
-        pipeline: dict[str, Any]) -> None:
+    pipeline: dict[str, Any],
+) -> None:
     for student, cells in pipeline["nbgrader"].items():
         assert pipeline["trusted"][student] == cells, student
 
@@ -264,13 +301,22 @@ def test_feedback_html_hides_the_hidden_tests(pipeline: dict[str, Any]) -> None:
     for source in assignment_notebooks(course / "solutions" / assignment.name):
         for cell in read(source).cells:
             if "BEGIN HIDDEN TESTS" in cell.source:
-                hidden_lines += [line.strip() for line in cell.source.splitlines()
-                                 if line.strip() and "HIDDEN TESTS" not in line]
+                hidden_lines += [
+                    line.strip()
+                    for line in cell.source.splitlines()
+                    if line.strip() and "HIDDEN TESTS" not in line
+                ]
     assert hidden_lines
     for student in pipeline["trusted"]:
         for source in assignment_notebooks(course / "solutions" / assignment.name):
-            html_path = (course / "course" / "feedback" / student / assignment.name
-                         / source.with_suffix(".html").name)
+            html_path = (
+                course
+                / "course"
+                / "feedback"
+                / student
+                / assignment.name
+                / source.with_suffix(".html").name
+            )
             assert html_path.is_file(), (student, pipeline["log"]["feedback"])
             text = html_path.read_text()
             assert "hidden_test" not in text and "HIDDEN TESTS" not in text, html_path
@@ -292,17 +338,16 @@ def test_nbgrader_export_reports_the_trusted_grades(pipeline: dict[str, Any]) ->
 def test_hidden_test_cells_follow_the_contract(pipeline: dict[str, Any]) -> None:
     """Every hidden test names a registered check; every visible test is paired with one."""
     import pgcheck
-    from pgcheck.grading.checks import import_check_modules
     from pgcheck.grading.trusted import _preloaded
 
-    import_check_modules()
     assignment, course = pipeline["assignment"], pipeline["course"]
     _preloaded(assignment.preload)
     for source in assignment_notebooks(course / "solutions" / assignment.name):
         spec = parse_source(source)
         assert spec.hidden, f"{source.name} has no hidden test"
         for test in spec.hidden:
-            assert test.check in pgcheck.registry.REGISTRY, test
+            assert test.check in pgcheck.checks.registry.REGISTRY, test
         for visible in spec.visible:
             assert visible.functions, (
-                f"{visible.grade_id} uses no function that a hidden test checks")
+                f"{visible.grade_id} uses no function that a hidden test checks"
+            )

@@ -9,10 +9,18 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from pgcheck import problems
-from pgcheck.policies import LinearSoftmax, MLPSoftmax, TabularSoftmax
+from pgcheck.problems.policies import LinearSoftmax, MLPSoftmax, TabularSoftmax
 
-NAMED = ["mdp-linear", "mdp-mlp", "mdp-tabular-undiscounted", "bandit", "gaussian",
-         "mdp-small", "gaussian-small", "discounted"]
+NAMED = [
+    "mdp-linear",
+    "mdp-mlp",
+    "mdp-tabular-undiscounted",
+    "bandit",
+    "gaussian",
+    "mdp-small",
+    "gaussian-small",
+    "discounted",
+]
 
 
 def close(a: torch.Tensor, b: torch.Tensor, tol: float = 1e-8) -> bool:
@@ -29,14 +37,21 @@ def test_three_gradients_agree_on_named_problems(name):
     assert close(g_auto, g_fd, 1e-8)
 
 
-@given(seed=st.integers(0, 10_000), policy=st.sampled_from(["tabular", "linear", "mlp"]),
-       gamma=st.sampled_from([0.5, 0.9, 1.0]), horizon=st.integers(1, 4),
-       n_states=st.integers(1, 4), n_actions=st.integers(2, 3))
+@given(
+    seed=st.integers(0, 10_000),
+    policy=st.sampled_from(["tabular", "linear", "mlp"]),
+    gamma=st.sampled_from([0.5, 0.9, 1.0]),
+    horizon=st.integers(1, 4),
+    n_states=st.integers(1, 4),
+    n_actions=st.integers(2, 3),
+)
 def test_three_gradients_agree_on_random_mdps(seed, policy, gamma, horizon, n_states, n_actions):
-    prob = problems.random_mdp(seed, n_states=n_states, n_actions=n_actions, horizon=horizon,
-                               gamma=gamma, policy=policy)
-    th = prob.theta0 + 0.3 * torch.randn(prob.theta0.shape, dtype=torch.float64,
-                                         generator=torch.Generator().manual_seed(seed))
+    prob = problems.random_mdp(
+        seed, n_states=n_states, n_actions=n_actions, horizon=horizon, gamma=gamma, policy=policy
+    )
+    th = prob.theta0 + 0.3 * torch.randn(
+        prob.theta0.shape, dtype=torch.float64, generator=torch.Generator().manual_seed(seed)
+    )
     g = prob.grad_J(th)
     assert close(g, prob.grad_J_pgt(th), 1e-10)
     assert close(g, prob.grad_J_fd(th), 1e-8)
@@ -53,8 +68,7 @@ def test_discounted_mdp_gradients_agree(seed, gamma):
 def test_discounted_mdp_value_matches_a_long_finite_horizon():
     """The linear solve against backward induction over 400 steps (γ^400 ≈ 5e-19)."""
     disc = problems.random_discounted_mdp(3, gamma=0.9)
-    finite = problems.FiniteHorizonMDP(disc.p0, disc.P, disc.R, 400, 0.9, disc.policy,
-                                       disc.theta0)
+    finite = problems.FiniteHorizonMDP(disc.p0, disc.P, disc.R, 400, 0.9, disc.policy, disc.theta0)
     assert abs(float(disc.J(disc.theta0) - finite.J(disc.theta0))) < 1e-12
 
 
@@ -75,8 +89,7 @@ def test_gaussian_quadrature_against_sampling():
     assert abs(float(mc.mean() - prob.J(prob.theta0))) < 5 * float(mc.std()) / math.sqrt(len(mc))
 
 
-@pytest.mark.parametrize("name", ["mdp-linear", "mdp-mlp", "mdp-tabular-undiscounted",
-                                  "mdp-small"])
+@pytest.mark.parametrize("name", ["mdp-linear", "mdp-mlp", "mdp-tabular-undiscounted", "mdp-small"])
 def test_enumeration_is_a_probability_distribution_and_gives_J(name):
     prob = problems.get(name)
     traj = prob.trajectories()
@@ -108,15 +121,18 @@ def test_simulation_agrees_with_exact_J(name):
 
 def _policies():
     g = torch.Generator().manual_seed(0)
-    return [TabularSoftmax(3, 2),
-            LinearSoftmax(torch.randn(3, 2, 4, generator=g, dtype=torch.float64)),
-            MLPSoftmax(torch.randn(3, 2, generator=g, dtype=torch.float64), 5, 3)]
+    return [
+        TabularSoftmax(3, 2),
+        LinearSoftmax(torch.randn(3, 2, 4, generator=g, dtype=torch.float64)),
+        MLPSoftmax(torch.randn(3, 2, generator=g, dtype=torch.float64), 5, 3),
+    ]
 
 
 @pytest.mark.parametrize("policy", _policies(), ids=lambda p: p.kind)
 def test_closed_form_score_and_jacobian_match_autograd(policy):
-    theta = torch.randn(policy.n_params, dtype=torch.float64,
-                        generator=torch.Generator().manual_seed(1))
+    theta = torch.randn(
+        policy.n_params, dtype=torch.float64, generator=torch.Generator().manual_seed(1)
+    )
     jac = torch.autograd.functional.jacobian(policy.logits, theta)
     assert close(policy.logits_jacobian(theta), jac, 1e-12)
     score = torch.autograd.functional.jacobian(policy.log_probs, theta)

@@ -14,8 +14,8 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pgcheck import return_checks as rc
-from pgcheck.registry import REGISTRY
+from pgcheck.checks import returns as rc
+from pgcheck.checks.registry import REGISTRY
 from pgcheck.report import Report
 
 check_returns = rc.check_returns
@@ -80,13 +80,22 @@ def drtg_numpy(rewards, gamma):
     return np.cumsum(disc[::-1])[::-1].copy()
 
 
-@pytest.mark.parametrize(("kind", "fn"), [
-    ("reward_to_go", rtg_torch_loop), ("reward_to_go", rtg_numpy), ("reward_to_go", rtg_list),
-    ("reward_to_go", rtg_matrix), ("reward_to_go", rtg_float32),
-    ("return", ret_loop), ("return", ret_tensor), ("return", ret_numpy_scalar),
-    ("return", lambda r, g: [ret_loop(r, g)]),
-    ("discounted_reward_to_go", drtg_torch), ("discounted_reward_to_go", drtg_numpy),
-])
+@pytest.mark.parametrize(
+    ("kind", "fn"),
+    [
+        ("reward_to_go", rtg_torch_loop),
+        ("reward_to_go", rtg_numpy),
+        ("reward_to_go", rtg_list),
+        ("reward_to_go", rtg_matrix),
+        ("reward_to_go", rtg_float32),
+        ("return", ret_loop),
+        ("return", ret_tensor),
+        ("return", ret_numpy_scalar),
+        ("return", lambda r, g: [ret_loop(r, g)]),
+        ("discounted_reward_to_go", drtg_torch),
+        ("discounted_reward_to_go", drtg_numpy),
+    ],
+)
 def test_correct(kind, fn):
     report = check_returns(fn, kind=kind)
     assert report.passed, report.message
@@ -153,19 +162,22 @@ def m_gamma_twice(rewards, gamma):
     return gamma ** (2 * np.arange(len(rewards))) * _g(rewards, gamma)
 
 
-@pytest.mark.parametrize(("fn", "diagnosis"), [
-    (m_g0, "g0_everywhere"),
-    (m_come, "reward_to_come"),
-    (m_come_from_start, "reward_to_come_from_start"),
-    (m_backwards, "discount_backwards"),
-    (m_drops_current, "drops_current_reward"),
-    (m_shifted, "drops_current_reward_shifted"),
-    (m_undiscounted, "undiscounted"),
-    (m_immediate, "immediate_reward"),
-    (m_not_summed, "discounted_rewards_not_summed"),
-    (m_reversed, "reversed_order"),
-    (m_extra_gamma_t, "extra_gamma_t"),
-])
+@pytest.mark.parametrize(
+    ("fn", "diagnosis"),
+    [
+        (m_g0, "g0_everywhere"),
+        (m_come, "reward_to_come"),
+        (m_come_from_start, "reward_to_come_from_start"),
+        (m_backwards, "discount_backwards"),
+        (m_drops_current, "drops_current_reward"),
+        (m_shifted, "drops_current_reward_shifted"),
+        (m_undiscounted, "undiscounted"),
+        (m_immediate, "immediate_reward"),
+        (m_not_summed, "discounted_rewards_not_summed"),
+        (m_reversed, "reversed_order"),
+        (m_extra_gamma_t, "extra_gamma_t"),
+    ],
+)
 def test_reward_to_go_mistakes(fn, diagnosis):
     report = check_returns(fn, kind="reward_to_go")
     assert not report.passed and report.verdict == "wrong"
@@ -173,29 +185,37 @@ def test_reward_to_go_mistakes(fn, diagnosis):
     assert "but G =" in report.message
 
 
-@pytest.mark.parametrize(("fn", "diagnosis"), [
-    (rtg_numpy, "missing_gamma_t"),
-    (lambda r, g: np.full(len(r), _g(r, g)[0]), "g0_everywhere"),
-    (lambda r, g: g ** np.arange(len(r)) * _g(r, g)[0], "g0_times_gamma_t"),
-    (lambda r, g: g ** np.arange(len(r)) * m_drops_current(r, g), "drops_current_reward"),
-    (lambda r, g: g ** np.arange(len(r)) * _g(r, 1.0), "undiscounted"),
-    (lambda r, g: g ** np.arange(len(r)) * np.asarray(m_backwards(r, g)), "discount_backwards"),
-    (m_gamma_twice, "gamma_t_twice"),
-    (m_come_from_start, "reward_to_come_from_start"),
-])
+@pytest.mark.parametrize(
+    ("fn", "diagnosis"),
+    [
+        (rtg_numpy, "missing_gamma_t"),
+        (lambda r, g: np.full(len(r), _g(r, g)[0]), "g0_everywhere"),
+        (lambda r, g: g ** np.arange(len(r)) * _g(r, g)[0], "g0_times_gamma_t"),
+        (lambda r, g: g ** np.arange(len(r)) * m_drops_current(r, g), "drops_current_reward"),
+        (lambda r, g: g ** np.arange(len(r)) * _g(r, 1.0), "undiscounted"),
+        (lambda r, g: g ** np.arange(len(r)) * np.asarray(m_backwards(r, g)), "discount_backwards"),
+        (m_gamma_twice, "gamma_t_twice"),
+        (m_come_from_start, "reward_to_come_from_start"),
+    ],
+)
 def test_discounted_reward_to_go_mistakes(fn, diagnosis):
     report = check_returns(fn, kind="discounted_reward_to_go")
     assert not report.passed
     assert report.diagnosis == diagnosis, report.message
 
 
-@pytest.mark.parametrize(("fn", "diagnosis"), [
-    (lambda r, g: float(r.sum()), "undiscounted"),
-    (lambda r, g: sum(g ** (len(r) - 1 - t) * float(x) for t, x in enumerate(r)),
-     "discount_backwards"),
-    (lambda r, g: sum(g ** (t + 1) * float(x) for t, x in enumerate(r)), "exponent_off_by_one"),
-    (rtg_torch_loop, "vector_instead_of_scalar"),
-])
+@pytest.mark.parametrize(
+    ("fn", "diagnosis"),
+    [
+        (lambda r, g: float(r.sum()), "undiscounted"),
+        (
+            lambda r, g: sum(g ** (len(r) - 1 - t) * float(x) for t, x in enumerate(r)),
+            "discount_backwards",
+        ),
+        (lambda r, g: sum(g ** (t + 1) * float(x) for t, x in enumerate(r)), "exponent_off_by_one"),
+        (rtg_torch_loop, "vector_instead_of_scalar"),
+    ],
+)
 def test_return_mistakes(fn, diagnosis):
     report = check_returns(fn, kind="return")
     assert not report.passed
@@ -224,22 +244,29 @@ def test_unknown_mistake_gets_generic_advice():
 def test_reference_recursion_and_double_sum(rewards, gamma):
     r = np.array(rewards)
     g = rc.reference(r, gamma, "reward_to_go")
-    brute = np.array([sum(gamma ** (k - t) * r[k] for k in range(t, len(r)))
-                      for t in range(len(r))])
+    brute = np.array(
+        [sum(gamma ** (k - t) * r[k] for k in range(t, len(r))) for t in range(len(r))]
+    )
     np.testing.assert_allclose(g, brute, rtol=1e-12, atol=1e-9)
     np.testing.assert_allclose(g[:-1], r[:-1] + gamma * g[1:], rtol=1e-12, atol=1e-9)
     assert rc.reference(r, gamma, "return") == pytest.approx(
-        sum(gamma**t * x for t, x in enumerate(rewards)), rel=1e-12, abs=1e-9)
-    np.testing.assert_allclose(rc.reference(r, gamma, "discounted_reward_to_go"),
-                               gamma ** np.arange(len(r)) * brute, rtol=1e-12, atol=1e-9)
+        sum(gamma**t * x for t, x in enumerate(rewards)), rel=1e-12, abs=1e-9
+    )
+    np.testing.assert_allclose(
+        rc.reference(r, gamma, "discounted_reward_to_go"),
+        gamma ** np.arange(len(r)) * brute,
+        rtol=1e-12,
+        atol=1e-9,
+    )
 
 
 @given(st.lists(st.floats(-10, 10), min_size=1, max_size=15), st.floats(0.0, 1.0))
 def test_reference_agrees_with_torch_flip_cumsum_at_gamma_one(rewards, gamma):
     r = torch.tensor(rewards, dtype=torch.float64)
     undiscounted = torch.flip(torch.cumsum(torch.flip(r, [0]), 0), [0]).numpy()
-    np.testing.assert_allclose(rc.reference(r.numpy(), 1.0, "reward_to_go"), undiscounted,
-                               rtol=1e-12, atol=1e-9)
+    np.testing.assert_allclose(
+        rc.reference(r.numpy(), 1.0, "reward_to_go"), undiscounted, rtol=1e-12, atol=1e-9
+    )
 
 
 @pytest.mark.parametrize("kind", rc.KINDS)
@@ -249,8 +276,10 @@ def test_every_mistake_is_visible_on_the_fixed_cases(kind):
     assert any(len(r) == 1 for r, _ in cases)
     assert {0.0, 1.0} <= {g for _, g in cases}
     for name in rc.candidates([1.0, 2.0], 0.5, kind):
-        same = all(np.allclose(rc.candidates(r, g, kind)[name], rc.reference(np.array(r), g, kind))
-                   for r, g in cases)
+        same = all(
+            np.allclose(rc.candidates(r, g, kind)[name], rc.reference(np.array(r), g, kind))
+            for r, g in cases
+        )
         assert not same, name
 
 
@@ -277,17 +306,20 @@ def _sets_threads(rewards, gamma):
     return rtg_numpy(rewards, gamma)
 
 
-@pytest.mark.parametrize(("fn", "diagnosis", "words"), [
-    (lambda r, g: 1 / 0, "exception", "ZeroDivisionError"),
-    (lambda r, g: None, "output", "forget `return`"),
-    (lambda r, g: r * float("nan"), "output", "NaN"),
-    (lambda r, g: rtg_numpy(r, g)[:, None], "output", "shape"),
-    (lambda r, g: rtg_numpy(r, g)[:-1], "output", "shape"),
-    (lambda r, g: {"G": 1}, "output", "dict"),
-    (_prints, "output", "printed"),
-    (_inplace, "in-place", "in place"),
-    (_sets_threads, "global-state", "number of threads"),
-])
+@pytest.mark.parametrize(
+    ("fn", "diagnosis", "words"),
+    [
+        (lambda r, g: 1 / 0, "exception", "ZeroDivisionError"),
+        (lambda r, g: None, "output", "forget `return`"),
+        (lambda r, g: r * float("nan"), "output", "NaN"),
+        (lambda r, g: rtg_numpy(r, g)[:, None], "output", "shape"),
+        (lambda r, g: rtg_numpy(r, g)[:-1], "output", "shape"),
+        (lambda r, g: {"G": 1}, "output", "dict"),
+        (_prints, "output", "printed"),
+        (_inplace, "in_place", "in place"),
+        (_sets_threads, "global_state", "number of threads"),
+    ],
+)
 def test_bad_input(fn, diagnosis, words, capfd):
     threads = torch.get_num_threads()
     report = check_returns(fn, kind="reward_to_go")
@@ -321,20 +353,29 @@ def test_usage_errors():
 
 
 # ------------------------------------------------------------------ grading split
-@pytest.mark.parametrize(("fn", "kind"), [
-    (rtg_torch_loop, "reward_to_go"), (m_come, "reward_to_go"), (ret_loop, "return"),
-    (rtg_torch_loop, "return"), (drtg_numpy, "discounted_reward_to_go"),
-    (lambda r, g: 1 / 0, "return"), (lambda r, g: r * math.inf, "reward_to_go"),
-])
+@pytest.mark.parametrize(
+    ("fn", "kind"),
+    [
+        (rtg_torch_loop, "reward_to_go"),
+        (m_come, "reward_to_go"),
+        (ret_loop, "return"),
+        (rtg_torch_loop, "return"),
+        (drtg_numpy, "discounted_reward_to_go"),
+        (lambda r, g: 1 / 0, "return"),
+        (lambda r, g: r * math.inf, "reward_to_go"),
+    ],
+)
 def test_round_trip_through_json(fn, kind):
     check = REGISTRY["returns"]
     measurement = check.measure(fn, kind=kind)
     wire = json.loads(json.dumps(measurement, allow_nan=False))
     direct = check(fn, kind=kind)
     assert check.judge(wire, kind=kind).to_dict() == direct.to_dict()
-    assert Report.from_dict(json.loads(json.dumps(direct.to_dict(), allow_nan=False))).passed \
+    assert (
+        Report.from_dict(json.loads(json.dumps(direct.to_dict(), allow_nan=False))).passed
         == direct.passed
+    )
 
 
 def test_registry_entry():
-    assert rc.check_returns is REGISTRY["returns"]
+    assert rc.CHECK is REGISTRY["returns"]

@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from pgcheck.registry import REGISTRY
-from pgcheck.rollout_checks import CASES, check_rollout, judge_rollout, measure_rollout, replay
+from pgcheck.checks.registry import REGISTRY
+from pgcheck.checks.rollout import CASES, check_rollout, judge_rollout, measure_rollout, replay
 
 
 def correct(env, policy, rng):
@@ -138,15 +138,18 @@ def test_correct_loop_passes():
     assert report.verdict == "correct"
 
 
-@pytest.mark.parametrize(("fn", "diagnosis"), [
-    (only_terminated, "ignores_truncated"),
-    (only_truncated, "ignores_terminated"),
-    (next_obs_recorded, "next_observation"),
-    (seeded_reset, "seeded_reset"),
-    (greedy, "wrong_action"),
-    (running_sum_rewards, "rewards"),
-    (no_reset, "no_reset"),
-])
+@pytest.mark.parametrize(
+    ("fn", "diagnosis"),
+    [
+        (only_terminated, "ignores_truncated"),
+        (only_truncated, "ignores_terminated"),
+        (next_obs_recorded, "next_observation"),
+        (seeded_reset, "seeded_reset"),
+        (greedy, "wrong_action"),
+        (running_sum_rewards, "rewards"),
+        (no_reset, "no_reset"),
+    ],
+)
 def test_common_mistakes_are_named(fn, diagnosis):
     report = check_rollout(fn)
     assert not report.passed
@@ -163,6 +166,7 @@ def test_extra_final_observation():
     def with_final(env, policy, rng):
         o, a, r = correct(env, policy, rng)
         return np.vstack([o, o[-1:] + 1]), a, r
+
     report = check_rollout(with_final)
     assert not report.passed and report.diagnosis == "lengths"
     assert "one observation too many" in report.message
@@ -187,6 +191,7 @@ def test_probe_cases_end_both_ways():
 def test_exception_in_learner_code_is_a_report():
     def broken(env, policy, rng):
         raise RuntimeError("boom")
+
     report = check_rollout(broken)
     assert not report.passed and report.verdict == "error" and "boom" in report.message
 
@@ -196,13 +201,14 @@ def test_infinite_loop_times_out():
         env.reset()
         while True:
             pass
+
     report = check_rollout(forever, timeout=0.5)
     assert not report.passed and report.verdict == "error"
 
 
 # ----------------------------------------------------------------------------- value_loss
 def test_value_loss_correct_and_mistakes():
-    from pgcheck.rollout_checks import check_value_loss
+    from pgcheck.checks.value_loss import check_value_loss
 
     def good(values, targets, mask):
         return ((values - targets) ** 2 * mask).sum() / mask.sum()

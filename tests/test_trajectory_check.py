@@ -16,8 +16,8 @@ import pytest
 import torch
 
 import pgcheck
-from pgcheck import trajectory_check as tc
-from pgcheck.registry import REGISTRY
+from pgcheck.checks import trajectory_log_prob as tc
+from pgcheck.checks.registry import REGISTRY
 from pgcheck.report import Report
 
 check = pgcheck.check_trajectory_log_prob
@@ -25,8 +25,11 @@ check = pgcheck.check_trajectory_log_prob
 
 # ------------------------------------------------------------------ correct implementations
 def vectorised(states, actions, log_p0, log_pi, log_P):
-    return (log_p0[states[0]] + log_pi[states[:-1], actions].sum()
-            + log_P[states[:-1], actions, states[1:]].sum())
+    return (
+        log_p0[states[0]]
+        + log_pi[states[:-1], actions].sum()
+        + log_P[states[:-1], actions, states[1:]].sum()
+    )
 
 
 def loop(states, actions, log_p0, log_pi, log_P):
@@ -81,14 +84,16 @@ def test_reference_sums_to_one_over_all_trajectories_of_a_tiny_mdp():
             assert math.isclose(lp, math.log(product), rel_tol=1e-12, abs_tol=1e-12)
             total += math.exp(lp)
             count += 1
-    assert count == n_s ** (horizon + 1) * n_a ** horizon
+    assert count == n_s ** (horizon + 1) * n_a**horizon
     assert abs(total - 1.0) < 1e-12
 
 
 def test_reference_gradients_are_autograd_of_the_reference():
     for inst in tc.trajectory_instances():
-        args = {k: (v.clone().requires_grad_(True) if k in tc.TABLES else v)
-                for k, v in inst["args"].items()}
+        args = {
+            k: (v.clone().requires_grad_(True) if k in tc.TABLES else v)
+            for k, v in inst["args"].items()
+        }
         grads = torch.autograd.grad(vectorised(**args), [args[k] for k in tc.TABLES])
         n_s, n_a = args["log_pi"].shape
         refs = tc.reference_grads(args["states"], args["actions"], int(n_s), int(n_a))
@@ -131,8 +136,9 @@ def test_every_mistake_differs_from_the_answer_and_from_the_others():
 
 
 # ------------------------------------------------------------------ correct code passes
-@pytest.mark.parametrize("fn", [vectorised, loop, gather_style, numpy_style, python_float,
-                                one_element_vector])
+@pytest.mark.parametrize(
+    "fn", [vectorised, loop, gather_style, numpy_style, python_float, one_element_vector]
+)
 def test_correct_implementations_pass(fn):
     report = check(fn)
     assert report.passed and report.verdict == "correct", report.message
@@ -180,18 +186,27 @@ def m_same_state(states, actions, log_p0, log_pi, log_P):
 
 
 def m_reversed(states, actions, log_p0, log_pi, log_P):
-    return (log_p0[states[0]] + log_pi[states[:-1], actions].sum()
-            + log_P[states[1:], actions, states[:-1]].sum())
+    return (
+        log_p0[states[0]]
+        + log_pi[states[:-1], actions].sum()
+        + log_P[states[1:], actions, states[:-1]].sum()
+    )
 
 
 def m_from_next(states, actions, log_p0, log_pi, log_P):
-    return (log_p0[states[0]] + log_pi[states[:-1], actions].sum()
-            + log_P[states[1:], actions, states[1:]].sum())
+    return (
+        log_p0[states[0]]
+        + log_pi[states[:-1], actions].sum()
+        + log_P[states[1:], actions, states[1:]].sum()
+    )
 
 
 def m_policy_next_state(states, actions, log_p0, log_pi, log_P):
-    return (log_p0[states[0]] + log_pi[states[1:], actions].sum()
-            + log_P[states[:-1], actions, states[1:]].sum())
+    return (
+        log_p0[states[0]]
+        + log_pi[states[1:], actions].sum()
+        + log_P[states[:-1], actions, states[1:]].sum()
+    )
 
 
 def m_probability(states, actions, log_p0, log_pi, log_P):
@@ -203,13 +218,17 @@ def m_probability(states, actions, log_p0, log_pi, log_P):
 
 
 def m_all_actions(states, actions, log_p0, log_pi, log_P):
-    return (log_p0[states[0]] + log_pi[states[:-1]].sum()
-            + log_P[states[:-1], actions, states[1:]].sum())
+    return (
+        log_p0[states[0]]
+        + log_pi[states[:-1]].sum()
+        + log_P[states[:-1], actions, states[1:]].sum()
+    )
 
 
 def m_all_next_states(states, actions, log_p0, log_pi, log_P):
-    return (log_p0[states[0]] + log_pi[states[:-1], actions].sum()
-            + log_P[states[:-1], actions].sum())
+    return (
+        log_p0[states[0]] + log_pi[states[:-1], actions].sum() + log_P[states[:-1], actions].sum()
+    )
 
 
 def m_sign(states, actions, log_p0, log_pi, log_P):
@@ -270,8 +289,11 @@ def test_unrecognised_mistake_gets_a_gradient_hint():
 
 def test_detached_part_fails_the_gradient_check():
     def detached(states, actions, log_p0, log_pi, log_P):
-        return (log_p0[states[0]] + log_pi[states[:-1], actions].sum()
-                + log_P[states[:-1], actions, states[1:]].sum().detach())
+        return (
+            log_p0[states[0]]
+            + log_pi[states[:-1], actions].sum()
+            + log_P[states[:-1], actions, states[1:]].sum().detach()
+        )
 
     report = check(detached)
     assert not report.passed and report.diagnosis == "gradient", report.message
@@ -324,18 +346,21 @@ def returns_string(states, actions, log_p0, log_pi, log_P):
     return "log p"
 
 
-@pytest.mark.parametrize("fn,words", [
-    (raises, "ValueError"),
-    (not_written, "not written yet"),
-    (returns_none, "None"),
-    (per_step_vector, "one number"),
-    (nan_output, "NaN"),
-    (prints_a_lot, "printed"),
-    (in_place, "in place"),
-    (wrong_arity, "TypeError"),
-    (returns_string, "str"),
-    (42, "int"),
-])
+@pytest.mark.parametrize(
+    "fn,words",
+    [
+        (raises, "ValueError"),
+        (not_written, "not written yet"),
+        (returns_none, "None"),
+        (per_step_vector, "one number"),
+        (nan_output, "NaN"),
+        (prints_a_lot, "printed"),
+        (in_place, "in place"),
+        (wrong_arity, "TypeError"),
+        (returns_string, "str"),
+        (42, "int"),
+    ],
+)
 def test_bad_input_is_an_error_report_and_writes_no_stderr(fn, words):
     err = io.StringIO()
     with contextlib.redirect_stderr(err):
@@ -370,8 +395,9 @@ def test_global_state_is_restored():
 
 
 # ------------------------------------------------------------------ measure / judge split
-@pytest.mark.parametrize("fn", [vectorised, numpy_style, m_policy_only, m_probability, raises,
-                                per_step_vector])
+@pytest.mark.parametrize(
+    "fn", [vectorised, numpy_style, m_policy_only, m_probability, raises, per_step_vector]
+)
 def test_measure_json_judge_round_trip(fn):
     entry = REGISTRY["trajectory_log_prob"]
     measurement = entry.measure(fn)
@@ -380,13 +406,13 @@ def test_measure_json_judge_round_trip(fn):
     direct = check(fn)
     via_json = entry.judge(again)
     assert via_json.to_dict() == direct.to_dict()
-    assert Report.from_dict(json.loads(json.dumps(direct.to_dict()))).to_dict() == \
-        direct.to_dict()
+    assert Report.from_dict(json.loads(json.dumps(direct.to_dict()))).to_dict() == direct.to_dict()
 
 
 def test_judge_rejects_a_measurement_of_another_shape():
-    report = REGISTRY["trajectory_log_prob"].judge({"check": "trajectory_log_prob",
-                                                    "values": [0.0], "grads": [None]})
+    report = REGISTRY["trajectory_log_prob"].judge(
+        {"check": "trajectory_log_prob", "values": [0.0], "grads": [None]}
+    )
     assert report.verdict == "error" and report.diagnosis == "usage"
 
 
@@ -394,10 +420,15 @@ def test_hidden_test_passes_and_fails():
     import pgcheck.grading as grading
 
     namespace = {"log_prob_trajectory": vectorised}
-    exec('import pgcheck.grading\n'  # noqa: S102 - a fixed snippet, as in a hidden test cell
-         'pgcheck.grading.hidden_test("trajectory_log_prob", "log_prob_trajectory")', namespace)
+    exec(
+        "import pgcheck.grading\n"  # noqa: S102 - a fixed snippet, as in a hidden test cell
+        'pgcheck.grading.hidden_test("trajectory_log_prob", "log_prob_trajectory")',
+        namespace,
+    )
     namespace["log_prob_trajectory"] = m_policy_only
     with pytest.raises(AssertionError, match="hidden test failed"):
-        exec('pgcheck.grading.hidden_test("trajectory_log_prob", "log_prob_trajectory")',  # noqa: S102
-             namespace)
+        exec(
+            'pgcheck.grading.hidden_test("trajectory_log_prob", "log_prob_trajectory")',  # noqa: S102
+            namespace,
+        )
     assert grading.hidden_test is not None

@@ -37,7 +37,7 @@ def hidden_test(check: str, function_name: str, **options: Any) -> None:
     """Run the registered check ``check`` on the learner's function ``function_name``.
 
     Args:
-        check: a key of :data:`pgcheck.registry.REGISTRY` (e.g. ``"pseudo_loss"``).
+        check: a key of :data:`pgcheck.checks.registry.REGISTRY` (e.g. ``"pseudo_loss"``).
         function_name: the name of the learner's function in the notebook's namespace.
         **options: literal options passed to the check.
 
@@ -51,12 +51,10 @@ def hidden_test(check: str, function_name: str, **options: Any) -> None:
     __tracebackhide__ = True  # noqa: F841 - IPython hides this frame in tracebacks
     passed = False
     try:
-        from pgcheck.grading.checks import import_check_modules
-        from pgcheck.registry import REGISTRY
+        from pgcheck.checks.registry import REGISTRY
         from pgcheck.sandbox import quiet
 
         with quiet():
-            import_check_modules()
             caller = sys._getframe(1).f_globals
             fn = _find_function(function_name, caller)
             registered = REGISTRY.get(check)

@@ -69,8 +69,11 @@ def _identities(obj: Any) -> dict[str, int]:
     Data entries are left out: libraries cache data lazily in module globals.
     """
     space = obj if isinstance(obj, dict) else vars(obj)
-    return {str(k): id(v) for k, v in list(space.items())
-            if callable(v) or isinstance(v, types.ModuleType)}
+    return {
+        str(k): id(v)
+        for k, v in list(space.items())
+        if callable(v) or isinstance(v, types.ModuleType)
+    }
 
 
 def _snapshot(objects: dict[str, Any]) -> dict[str, dict[str, int]]:
@@ -98,18 +101,23 @@ def _watched() -> dict[str, Any]:
     import torch.autograd
     import torch.nn.functional
 
-    import pgcheck.registry
+    import pgcheck.checks.registry
 
     objects: dict[str, Any] = {
-        "builtins": builtins, "json": json, "os": os, "torch": torch,
-        "torch.Tensor": torch.Tensor, "torch.autograd": torch.autograd,
-        "torch.nn.functional": torch.nn.functional, "numpy": numpy,
-        "pgcheck.registry.REGISTRY": pgcheck.registry.REGISTRY,
+        "builtins": builtins,
+        "json": json,
+        "os": os,
+        "torch": torch,
+        "torch.Tensor": torch.Tensor,
+        "torch.autograd": torch.autograd,
+        "torch.nn.functional": torch.nn.functional,
+        "numpy": numpy,
+        "pgcheck.checks.registry.REGISTRY": pgcheck.checks.registry.REGISTRY,
     }
     for name, module in list(sys.modules.items()):
         if (name == "pgcheck" or name.startswith("pgcheck.")) and module is not None:
             objects[name] = module
-    for name, check in list(pgcheck.registry.REGISTRY.items()):
+    for name, check in list(pgcheck.checks.registry.REGISTRY.items()):
         objects[f"check {name}"] = check
     return objects
 
@@ -166,11 +174,11 @@ def _in_fork(work: Any, seconds: float) -> dict[str, Any]:
         try:
             data = json.dumps(payload, allow_nan=True).encode()
         except Exception as exc:  # noqa: BLE001 - unencodable measurement
-            data = json.dumps({"status": "error",
-                               "message": f"measurement not JSON: {type(exc).__name__}"}
-                              ).encode()
+            data = json.dumps(
+                {"status": "error", "message": f"measurement not JSON: {type(exc).__name__}"}
+            ).encode()
         while data:
-            data = data[os.write(result_w, data):]
+            data = data[os.write(result_w, data) :]
         os._exit(0)
     os.close(result_w)
     os.close(err_w)
@@ -207,8 +215,10 @@ def _in_fork(work: Any, seconds: float) -> dict[str, Any]:
     if status == "flood":
         return {"status": "flood", "message": "wrote too much output"}
     if err:
-        return {"status": "stderr",
-                "message": "wrote to stderr: " + bytes(err[:200]).decode("utf-8", "replace")}
+        return {
+            "status": "stderr",
+            "message": "wrote to stderr: " + bytes(err[:200]).decode("utf-8", "replace"),
+        }
     try:
         payload = json.loads(bytes(out))
     except ValueError:
@@ -239,7 +249,7 @@ def main() -> None:
     def send(payload: dict[str, Any]) -> None:
         data = (nonce + dumps(payload, allow_nan=True) + "\n").encode()
         while data:
-            data = data[write(out_fd, data):]
+            data = data[write(out_fd, data) :]
         exit_now(0)
 
     captured = _Capped()
@@ -250,10 +260,7 @@ def main() -> None:
         import torch
 
         torch.set_num_threads(1)
-        from pgcheck.grading.checks import import_check_modules
-        from pgcheck.registry import REGISTRY
-
-        import_check_modules()
+        from pgcheck.checks.registry import REGISTRY
         from pgcheck.sandbox import call_learner
 
         for path in job.get("preload", []):
@@ -265,8 +272,10 @@ def main() -> None:
         send({"status": "error", "message": f"grader setup failed: {type(exc).__name__}: {exc}"})
         return
     tasks: list[dict[str, Any]] = job["tasks"]
-    measures = [REGISTRY[t["check"]].measure if t["type"] == "measure" and t["check"] in REGISTRY
-                else None for t in tasks]
+    measures = [
+        REGISTRY[t["check"]].measure if t["type"] == "measure" and t["check"] in REGISTRY else None
+        for t in tasks
+    ]
     watched = _watched()
     before = _snapshot(watched)
 
@@ -292,14 +301,19 @@ def main() -> None:
     try:  # tell the parent the cells are done: the tasks' own time budget starts now
         marker = (nonce + "CELLS-DONE\n").encode()
         while marker:
-            marker = marker[write(out_fd, marker):]
+            marker = marker[write(out_fd, marker) :]
     except OSError:
         pass
     changed = _tampered(before, watched)
     if changed:
-        send({"status": "tampered", "cell_errors": errors[:20],
-              "message": "the answer cells replaced library or pgcheck functions: "
-                         + ", ".join(changed[:5])})
+        send(
+            {
+                "status": "tampered",
+                "cell_errors": errors[:20],
+                "message": "the answer cells replaced library or pgcheck functions: "
+                + ", ".join(changed[:5]),
+            }
+        )
         return
 
     def measure_task(task: dict[str, Any], measure: Any) -> dict[str, Any]:
@@ -309,15 +323,19 @@ def main() -> None:
             return {"status": "unknown-check", "message": f"no check named {task['check']!r}"}
         fn = namespace.get(task["function"])
         if not callable(fn):
-            return {"status": "missing",
-                    "message": f"no function named {task['function']!r} was defined"}
+            return {
+                "status": "missing",
+                "message": f"no function named {task['function']!r} was defined",
+            }
         options = ast.literal_eval(task["options"])
         measurement = measure(fn, **options)
         changed = _tampered(before, watched)
         if changed:
-            return {"status": "tampered",
-                    "message": "the learner's function replaced library or pgcheck functions: "
-                               + ", ".join(changed[:5])}
+            return {
+                "status": "tampered",
+                "message": "the learner's function replaced library or pgcheck functions: "
+                + ", ".join(changed[:5]),
+            }
         return {"status": "ok", "measurement": measurement}
 
     def visible_task(task: dict[str, Any]) -> dict[str, Any]:
@@ -328,9 +346,11 @@ def main() -> None:
         sys.stdout = sys.stderr = captured
         changed = _tampered(before, watched)
         if changed:
-            return {"status": "tampered",
-                    "message": "the test replaced library or pgcheck functions: "
-                               + ", ".join(changed[:5])}
+            return {
+                "status": "tampered",
+                "message": "the test replaced library or pgcheck functions: "
+                + ", ".join(changed[:5]),
+            }
         return {"status": "ok", "error": error, "stderr": bool(stderr_buffer.getvalue())}
 
     results = []

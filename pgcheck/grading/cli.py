@@ -61,8 +61,11 @@ def _nbgrader(args: Sequence[str], root: Path) -> int:
 
 
 def _assignments(root: Path, source_directory: str, names: Sequence[str]) -> list[str]:
-    found = sorted(p.name for p in (root / source_directory).iterdir()
-                   if p.is_dir() and not p.name.startswith((".", "_")))
+    found = sorted(
+        p.name
+        for p in (root / source_directory).iterdir()
+        if p.is_dir() and not p.name.startswith((".", "_"))
+    )
     if not names:
         return found
     missing = [n for n in names if n not in found]
@@ -117,8 +120,11 @@ def cmd_autograde(args: argparse.Namespace) -> int:
     if not source_dir.is_dir():
         raise SystemExit(f"no such assignment: {source_dir}")
     submitted = root / coursedir.submitted_directory
-    students = args.student or sorted(
-        p.name for p in submitted.iterdir() if (p / name).is_dir()) if submitted.is_dir() else []
+    students = (
+        args.student or sorted(p.name for p in submitted.iterdir() if (p / name).is_dir())
+        if submitted.is_dir()
+        else []
+    )
     if not students:
         print(f"no submissions of {name} in {submitted}")
         return 0
@@ -136,46 +142,85 @@ def cmd_autograde(args: argparse.Namespace) -> int:
         for spec in specs:
             path = submitted / student / name / spec.path.name
             items.append((Submission(student, name, path), spec))
-    print(f"trusted grader: {len(items)} notebook(s), {args.jobs or os.cpu_count()} worker(s)",
-          flush=True)
-    grades = grade_submissions(items, timeout=args.timeout, cell_timeout=args.cell_timeout,
-                               preload=args.preload, jobs=args.jobs, isolation=args.isolation)
+    print(
+        f"trusted grader: {len(items)} notebook(s), {args.jobs or os.cpu_count()} worker(s)",
+        flush=True,
+    )
+    grades = grade_submissions(
+        items,
+        timeout=args.timeout,
+        cell_timeout=args.cell_timeout,
+        preload=args.preload,
+        jobs=args.jobs,
+        isolation=args.isolation,
+    )
     csv_path = write_csv(grades, args.csv or root / "course" / "trusted" / f"{name}.csv")
     _with_interpreter_on_path()
     written = record_in_gradebook(grades, coursedir.db_url)
     _print_summary(grades)
-    print(f"{written} trusted grades written to {coursedir.db_url}; table: {csv_path}; "
-          f"{time.monotonic() - started:.1f} s")
+    print(
+        f"{written} trusted grades written to {coursedir.db_url}; table: {csv_path}; "
+        f"{time.monotonic() - started:.1f} s"
+    )
     return 0
 
 
 def cmd_grade(args: argparse.Namespace) -> int:
     """Trusted-grade one notebook file against its source and print the grades as JSON."""
-    grades = grade_notebook(args.source, args.submission, student=args.student,
-                            timeout=args.timeout, cell_timeout=args.cell_timeout,
-                            preload=args.preload, jobs=args.jobs, isolation=args.isolation)
+    grades = grade_notebook(
+        args.source,
+        args.submission,
+        student=args.student,
+        timeout=args.timeout,
+        cell_timeout=args.cell_timeout,
+        preload=args.preload,
+        jobs=args.jobs,
+        isolation=args.isolation,
+    )
     print(json.dumps([asdict(g) for g in grades], indent=1))
     return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``python -m pgcheck.grading``."""
-    parser = argparse.ArgumentParser(prog="python -m pgcheck.grading",
-                                     description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m pgcheck.grading", description=__doc__.split("\n\n")[0]
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     def common(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--jobs", type=int, default=None,
-                       help="isolated children run at once (default: number of CPUs)")
-        p.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT,
-                       help="seconds per test (default %(default)s)")
-        p.add_argument("--cell-timeout", type=float, default=DEFAULT_CELL_TIMEOUT,
-                       help="seconds per answer cell inside the child (default %(default)s)")
-        p.add_argument("--isolation", choices=["notebook", "test"], default="notebook",
-                       help="one interpreter per notebook and a forked process per test "
-                            "(default), or one interpreter per test")
-        p.add_argument("--preload", action="append", default=[], metavar="FILE",
-                       help="trusted Python file that registers extra checks (repeatable)")
+        p.add_argument(
+            "--jobs",
+            type=int,
+            default=None,
+            help="isolated children run at once (default: number of CPUs)",
+        )
+        p.add_argument(
+            "--timeout",
+            type=float,
+            default=DEFAULT_TIMEOUT,
+            help="seconds per test (default %(default)s)",
+        )
+        p.add_argument(
+            "--cell-timeout",
+            type=float,
+            default=DEFAULT_CELL_TIMEOUT,
+            help="seconds per answer cell inside the child (default %(default)s)",
+        )
+        p.add_argument(
+            "--isolation",
+            choices=["notebook", "test"],
+            default="notebook",
+            help="one interpreter per notebook and a forked process per test "
+            "(default), or one interpreter per test",
+        )
+        p.add_argument(
+            "--preload",
+            action="append",
+            default=[],
+            metavar="FILE",
+            help="trusted Python file that registers extra checks (repeatable)",
+        )
 
     p = sub.add_parser("release", help="regenerate the student notebooks from solutions/")
     p.add_argument("names", nargs="*", help="assignments (default: all in solutions/)")
@@ -184,14 +229,24 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("autograde", help="nbgrader autograde + trusted isolated grades")
     p.add_argument("assignment")
-    p.add_argument("--student", action="append", default=[], help="only this student "
-                   "(repeatable; default: every submission)")
+    p.add_argument(
+        "--student",
+        action="append",
+        default=[],
+        help="only this student (repeatable; default: every submission)",
+    )
     p.add_argument("--root", default=".", help="course root (default: current directory)")
-    p.add_argument("--csv", default=None, help="where to write the grade table "
-                   "(default course/trusted/NAME.csv)")
+    p.add_argument(
+        "--csv",
+        default=None,
+        help="where to write the grade table (default course/trusted/NAME.csv)",
+    )
     p.add_argument("--force", action="store_true", help="pass --force to nbgrader autograde")
-    p.add_argument("--skip-nbgrader", action="store_true",
-                   help="only the trusted grader (no autograded notebooks, no feedback)")
+    p.add_argument(
+        "--skip-nbgrader",
+        action="store_true",
+        help="only the trusted grader (no autograded notebooks, no feedback)",
+    )
     common(p)
     p.set_defaults(func=cmd_autograde)
 

@@ -32,11 +32,13 @@ def is_hidden_test_cell(cell: NotebookNode) -> bool:
 class HideHiddenTests(Preprocessor):
     """Replace hidden test sources and outputs before the feedback HTML is written."""
 
-    enabled = Bool(True, help="on by default once listed in GenerateFeedback.preprocessors"
-                   ).tag(config=True)
+    enabled = Bool(True, help="on by default once listed in GenerateFeedback.preprocessors").tag(
+        config=True
+    )
 
-    def preprocess_cell(self, cell: NotebookNode, resources: dict[str, Any],
-                        index: int) -> tuple[NotebookNode, dict[str, Any]]:
+    def preprocess_cell(
+        self, cell: NotebookNode, resources: dict[str, Any], index: int
+    ) -> tuple[NotebookNode, dict[str, Any]]:
         """Hide one cell's hidden region and outputs (other cells are left alone)."""
         if not is_hidden_test_cell(cell):
             return cell, resources
@@ -45,7 +47,16 @@ class HideHiddenTests(Preprocessor):
             visible = ""
         cell.source = (visible.rstrip("\n") + "\n" + PLACEHOLDER).lstrip("\n")
         failed = any(o.get("output_type") == "error" for o in cell.get("outputs", []))
-        cell.outputs = [new_output("error", ename="AssertionError", evalue="hidden test failed",
-                                   traceback=["AssertionError: hidden test failed"])
-                        ] if failed else []
+        cell.outputs = (
+            [
+                new_output(
+                    "error",
+                    ename="AssertionError",
+                    evalue="hidden test failed",
+                    traceback=["AssertionError: hidden test failed"],
+                )
+            ]
+            if failed
+            else []
+        )
         return cell, resources

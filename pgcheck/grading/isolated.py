@@ -48,8 +48,9 @@ class ChildOutcome:
     detail: str = ""
 
 
-def _reader(stream: IO[bytes], cap: int, sink: bytearray, over: threading.Event,
-            on_over: Any) -> None:
+def _reader(
+    stream: IO[bytes], cap: int, sink: bytearray, over: threading.Event, on_over: Any
+) -> None:
     while True:
         try:
             chunk = stream.read1(65536)  # type: ignore[attr-defined]
@@ -85,9 +86,15 @@ def child_user(python: str | None = None) -> tuple[int, int] | None:
         try:
             entry = pwd.getpwnam(name)
             probe = subprocess.run(
-                [python, "-I", "-c", "import pgcheck.grading._child"], cwd="/",
-                user=entry.pw_uid, group=entry.pw_gid, extra_groups=[],
-                capture_output=True, timeout=60, env={"PATH": os.environ.get("PATH", "")})
+                [python, "-I", "-c", "import pgcheck.grading._child"],
+                cwd="/",
+                user=entry.pw_uid,
+                group=entry.pw_gid,
+                extra_groups=[],
+                capture_output=True,
+                timeout=60,
+                env={"PATH": os.environ.get("PATH", "")},
+            )
             if probe.returncode == 0 and not probe.stderr:
                 user = (entry.pw_uid, entry.pw_gid)
         except (KeyError, OSError, subprocess.SubprocessError):
@@ -110,8 +117,9 @@ def _kill_group(proc: subprocess.Popen[bytes]) -> None:
 CELLS_DONE = "CELLS-DONE"
 
 
-def run_child(job: dict[str, Any], *, cells_limit: float, tasks_limit: float,
-              python: str | None = None) -> ChildOutcome:
+def run_child(
+    job: dict[str, Any], *, cells_limit: float, tasks_limit: float, python: str | None = None
+) -> ChildOutcome:
     """Run ``job`` in an isolated child and return what it sent back.
 
     Args:
@@ -131,9 +139,15 @@ def run_child(job: dict[str, Any], *, cells_limit: float, tasks_limit: float,
             os.chown(workdir, *user)
         env = {
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-            "HOME": workdir, "TMPDIR": workdir, "MPLCONFIGDIR": workdir,
-            "MPLBACKEND": "Agg", "LANG": "C.UTF-8", "PYTHONHASHSEED": "0",
-            "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
+            "HOME": workdir,
+            "TMPDIR": workdir,
+            "MPLCONFIGDIR": workdir,
+            "MPLBACKEND": "Agg",
+            "LANG": "C.UTF-8",
+            "PYTHONHASHSEED": "0",
+            "OMP_NUM_THREADS": "1",
+            "MKL_NUM_THREADS": "1",
+            "OPENBLAS_NUM_THREADS": "1",
         }
         payload = dict(job, nonce=nonce, limits=DEFAULT_LIMITS)
         kwargs: dict[str, Any] = {}
@@ -141,15 +155,28 @@ def run_child(job: dict[str, Any], *, cells_limit: float, tasks_limit: float,
             kwargs.update(user=user[0], group=user[1], extra_groups=[])
         proc = subprocess.Popen(
             [python or sys.executable, "-I", "-m", "pgcheck.grading._child"],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            cwd=workdir, env=env, start_new_session=True, close_fds=True, **kwargs)
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            cwd=workdir,
+            env=env,
+            start_new_session=True,
+            close_fds=True,
+            **kwargs,
+        )
         out, err = bytearray(), bytearray()
         out_over, err_over = threading.Event(), threading.Event()
         readers = [
-            threading.Thread(target=_reader, args=(proc.stdout, STDOUT_CAP, out, out_over,
-                                                   lambda: _kill_group(proc)), daemon=True),
-            threading.Thread(target=_reader, args=(proc.stderr, STDERR_CAP, err, err_over,
-                                                   lambda: _kill_group(proc)), daemon=True),
+            threading.Thread(
+                target=_reader,
+                args=(proc.stdout, STDOUT_CAP, out, out_over, lambda: _kill_group(proc)),
+                daemon=True,
+            ),
+            threading.Thread(
+                target=_reader,
+                args=(proc.stderr, STDERR_CAP, err, err_over, lambda: _kill_group(proc)),
+                daemon=True,
+            ),
         ]
         for reader in readers:
             reader.start()
@@ -179,23 +206,32 @@ def run_child(job: dict[str, Any], *, cells_limit: float, tasks_limit: float,
         seconds = time.monotonic() - start
         if timed_out:
             phase = "the answer cells" if not cells_done else "the tests"
-            return ChildOutcome("timeout", seconds=seconds,
-                                detail=f"{phase} did not finish in time")
+            return ChildOutcome(
+                "timeout", seconds=seconds, detail=f"{phase} did not finish in time"
+            )
         if out_over.is_set() or err_over.is_set():
             return ChildOutcome("flood", seconds=seconds, detail="wrote too much output")
         if err:
-            return ChildOutcome("stderr", seconds=seconds,
-                                detail="wrote to stderr: "
-                                + bytes(err[:200]).decode("utf-8", "replace"))
-        lines = [line for line in bytes(out).decode("utf-8", "replace").splitlines()
-                 if line.startswith(nonce) and not line.startswith(nonce + CELLS_DONE)]
+            return ChildOutcome(
+                "stderr",
+                seconds=seconds,
+                detail="wrote to stderr: " + bytes(err[:200]).decode("utf-8", "replace"),
+            )
+        lines = [
+            line
+            for line in bytes(out).decode("utf-8", "replace").splitlines()
+            if line.startswith(nonce) and not line.startswith(nonce + CELLS_DONE)
+        ]
         if not lines:
-            return ChildOutcome("crashed", seconds=seconds,
-                                detail=f"exited (code {proc.returncode}) without a result")
+            return ChildOutcome(
+                "crashed",
+                seconds=seconds,
+                detail=f"exited (code {proc.returncode}) without a result",
+            )
         if len(lines) > 1:
             return ChildOutcome("bad-output", seconds=seconds, detail="more than one result")
         try:
-            result = json.loads(lines[0][len(nonce):])
+            result = json.loads(lines[0][len(nonce) :])
         except ValueError:
             return ChildOutcome("bad-output", seconds=seconds, detail="result is not JSON")
         if not isinstance(result, dict):

@@ -18,11 +18,18 @@ BEGIN_HIDDEN = "### BEGIN HIDDEN TESTS"
 END_HIDDEN = "### END HIDDEN TESTS"
 
 #: Top-level calls of ordinary (unmarked) source cells that are replayed before grading.
-SAFE_CALLS = frozenset({
-    "torch.set_default_dtype", "torch.set_num_threads", "torch.manual_seed",
-    "np.random.seed", "numpy.random.seed", "random.seed",
-    "warnings.filterwarnings", "warnings.simplefilter",
-})
+SAFE_CALLS = frozenset(
+    {
+        "torch.set_default_dtype",
+        "torch.set_num_threads",
+        "torch.manual_seed",
+        "np.random.seed",
+        "numpy.random.seed",
+        "random.seed",
+        "warnings.filterwarnings",
+        "warnings.simplefilter",
+    }
+)
 #: Modules whose functions may appear on the right of a replayed top-level assignment.
 SAFE_MODULES = ("torch.", "np.", "numpy.", "math.", "random.")
 
@@ -97,15 +104,18 @@ def is_answer(cell: Any) -> bool:
 def is_test(cell: Any) -> bool:
     """A graded test cell (``grade: true, solution: false``)."""
     meta = nbgrader_meta(cell)
-    return cell.get("cell_type") == "code" and bool(meta.get("grade")) and not meta.get(
-        "solution")
+    return cell.get("cell_type") == "code" and bool(meta.get("grade")) and not meta.get("solution")
 
 
 def is_read_only(cell: Any) -> bool:
     """A locked code cell that is neither an answer nor a test (nbgrader "read-only")."""
     meta = nbgrader_meta(cell)
-    return (cell.get("cell_type") == "code" and bool(meta.get("locked"))
-            and not meta.get("grade") and not meta.get("solution"))
+    return (
+        cell.get("cell_type") == "code"
+        and bool(meta.get("locked"))
+        and not meta.get("grade")
+        and not meta.get("solution")
+    )
 
 
 def to_python(source: str) -> str:
@@ -162,15 +172,20 @@ def parse_hidden_call(text: str, *, where: str = "hidden test") -> tuple[str, st
     except SyntaxError as exc:
         raise GradingSpecError(f"{where}: not valid Python ({exc.msg})") from None
     body = tree.body
-    if len(body) != 1 or not isinstance(body[0], ast.Expr) or not isinstance(
-            body[0].value, ast.Call):
+    if (
+        len(body) != 1
+        or not isinstance(body[0], ast.Expr)
+        or not isinstance(body[0].value, ast.Call)
+    ):
         raise GradingSpecError(
-            f"{where}: must contain exactly one call pgcheck.grading.hidden_test(...)")
+            f"{where}: must contain exactly one call pgcheck.grading.hidden_test(...)"
+        )
     call = body[0].value
     name = _dotted(call.func)
     if name not in ("pgcheck.grading.hidden_test", "grading.hidden_test", "hidden_test"):
-        raise GradingSpecError(f"{where}: calls {name or 'something'}, not "
-                               "pgcheck.grading.hidden_test")
+        raise GradingSpecError(
+            f"{where}: calls {name or 'something'}, not pgcheck.grading.hidden_test"
+        )
     if len(call.args) != 2 or any(isinstance(a, ast.Starred) for a in call.args):
         raise GradingSpecError(f"{where}: needs two positional arguments (check, function name)")
     try:
@@ -205,14 +220,17 @@ def replayable_statements(source: str) -> tuple[str, ...]:
     kept: list[str] = []
     for node in tree.body:
         keep = False
-        if isinstance(node, ast.Import | ast.ImportFrom | ast.FunctionDef
-                      | ast.AsyncFunctionDef | ast.ClassDef):
+        if isinstance(
+            node,
+            ast.Import | ast.ImportFrom | ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef,
+        ):
             keep = True
         elif isinstance(node, ast.Assign | ast.AnnAssign) and node.value is not None:
             targets = node.targets if isinstance(node, ast.Assign) else [node.target]
             calls = [_dotted(c.func) for c in ast.walk(node.value) if isinstance(c, ast.Call)]
             keep = all(isinstance(t, ast.Name | ast.Tuple) for t in targets) and all(
-                c.startswith(SAFE_MODULES) for c in calls)
+                c.startswith(SAFE_MODULES) for c in calls
+            )
         elif isinstance(node, ast.Expr) and isinstance(node.value, ast.Call):
             keep = _dotted(node.value.func) in SAFE_CALLS
         if keep:
@@ -257,7 +275,8 @@ def parse_source(path: str | Path) -> NotebookSpec:
             if hidden is not None:
                 if _has_code(visible):
                     raise GradingSpecError(
-                        f"{where}: a hidden test cell must contain only the hidden_test call")
+                        f"{where}: a hidden test cell must contain only the hidden_test call"
+                    )
                 check, function_name, options = parse_hidden_call(hidden, where=where)
                 spec.hidden.append(HiddenTest(grade_id, points, check, function_name, options))
                 hidden_functions.add(function_name)
@@ -271,12 +290,14 @@ def parse_source(path: str | Path) -> NotebookSpec:
                 spec.steps.append(Step("statements", f"cell {index}", statements))
     for grade_id, points, source in visible_cells:
         try:
-            names = {n.id for n in ast.walk(ast.parse(to_python(source)))
-                     if isinstance(n, ast.Name)}
+            names = {
+                n.id for n in ast.walk(ast.parse(to_python(source))) if isinstance(n, ast.Name)
+            }
         except SyntaxError:
             names = set()
-        spec.visible.append(VisibleTest(grade_id, points, to_python(source),
-                                        frozenset(names & hidden_functions)))
+        spec.visible.append(
+            VisibleTest(grade_id, points, to_python(source), frozenset(names & hidden_functions))
+        )
     return spec
 
 

@@ -59,8 +59,13 @@ def _steps(spec: NotebookSpec, answers: dict[str, list[str]]) -> list[dict[str, 
     for step in spec.steps:
         if step.kind == "answer":
             sources = answers.get(step.label, [])
-            steps.extend({"label": f"answer {step.label}" + (f" copy {i + 1}" if i else ""),
-                          "sources": [src]} for i, src in enumerate(sources))
+            steps.extend(
+                {
+                    "label": f"answer {step.label}" + (f" copy {i + 1}" if i else ""),
+                    "sources": [src],
+                }
+                for i, src in enumerate(sources)
+            )
         else:
             steps.append({"label": step.label, "sources": list(step.sources)})
     return steps
@@ -91,11 +96,9 @@ def _import_file(path: str) -> None:
 
 def _judge(check: str, payload: dict[str, Any], options: dict[str, Any]) -> tuple[bool, str]:
     """Call the check's judge on the child's plain measurement; never raises."""
-    from pgcheck.grading.checks import import_check_modules
-    from pgcheck.registry import REGISTRY
+    from pgcheck.checks.registry import REGISTRY
     from pgcheck.sandbox import quiet
 
-    import_check_modules()
     registered = REGISTRY.get(check)
     if registered is None:
         return False, f"no check named {check!r} in the grader"
@@ -116,15 +119,29 @@ STARTUP_ALLOWANCE = 30.0
 
 def _task_json(kind: str, test: Any) -> dict[str, Any]:
     if kind == "hidden":
-        return {"type": "measure", "check": test.check, "function": test.function_name,
-                "options": repr(test.options)}
-    return {"type": "visible", "grade_id": test.grade_id, "label": f"test {test.grade_id}",
-            "source": test.source}
+        return {
+            "type": "measure",
+            "check": test.check,
+            "function": test.function_name,
+            "options": repr(test.options),
+        }
+    return {
+        "type": "visible",
+        "grade_id": test.grade_id,
+        "label": f"test {test.grade_id}",
+        "source": test.source,
+    }
 
 
-def plan(submission: Submission, spec: NotebookSpec, *, preload: Sequence[str] = (),
-         timeout: float = DEFAULT_TIMEOUT, cell_timeout: float = DEFAULT_CELL_TIMEOUT,
-         isolation: str = "notebook") -> list[tuple[dict[str, Any], list[Task]]]:
+def plan(
+    submission: Submission,
+    spec: NotebookSpec,
+    *,
+    preload: Sequence[str] = (),
+    timeout: float = DEFAULT_TIMEOUT,
+    cell_timeout: float = DEFAULT_CELL_TIMEOUT,
+    isolation: str = "notebook",
+) -> list[tuple[dict[str, Any], list[Task]]]:
     """The child jobs of one submitted notebook, each with the tests it answers for.
 
     ``isolation="notebook"``: one ``python -I`` child runs the answer cells once, then every
@@ -132,13 +149,22 @@ def plan(submission: Submission, spec: NotebookSpec, *, preload: Sequence[str] =
     """
     answers = student_answers(submission.path)
     steps = _steps(spec, answers)
-    base = {"steps": steps, "preload": list(preload), "cell_timeout": cell_timeout,
-            "task_timeout": timeout, "sys_path": [str(spec.path.parent.resolve())]}
+    base = {
+        "steps": steps,
+        "preload": list(preload),
+        "cell_timeout": cell_timeout,
+        "task_timeout": timeout,
+        "sys_path": [str(spec.path.parent.resolve())],
+    }
     tasks: list[Task] = [("hidden", t) for t in spec.hidden] + [
-        ("visible", v) for v in spec.visible]
+        ("visible", v) for v in spec.visible
+    ]
     groups = [tasks] if isolation == "notebook" else [[t] for t in tasks]
-    return [(dict(base, tasks=[_task_json(kind, test) for kind, test in group]), group)
-            for group in groups if group]
+    return [
+        (dict(base, tasks=[_task_json(kind, test) for kind, test in group]), group)
+        for group in groups
+        if group
+    ]
 
 
 def _limits(job: dict[str, Any]) -> tuple[float, float]:
@@ -155,19 +181,24 @@ def _task_results(outcome: ChildOutcome, count: int) -> list[tuple[dict[str, Any
         return [(failure, outcome.seconds)] * count
     payload = outcome.payload
     if payload.get("status") != "ok":
-        failure = {"status": str(payload.get("status", "bad-output")),
-                   "message": str(payload.get("message", ""))[:500]}
+        failure = {
+            "status": str(payload.get("status", "bad-output")),
+            "message": str(payload.get("message", ""))[:500],
+        }
         return [(failure, outcome.seconds)] * count
     results = payload.get("tasks")
     if not isinstance(results, list) or len(results) != count:
-        return [({"status": "bad-output", "message": "wrong number of results"},
-                 outcome.seconds)] * count
-    return [(r if isinstance(r, dict) else {"status": "bad-output"}, outcome.seconds)
-            for r in results]
+        return [
+            ({"status": "bad-output", "message": "wrong number of results"}, outcome.seconds)
+        ] * count
+    return [
+        (r if isinstance(r, dict) else {"status": "bad-output"}, outcome.seconds) for r in results
+    ]
 
 
-def assemble(submission: Submission, spec: NotebookSpec,
-             results: dict[str, tuple[dict[str, Any], float]]) -> list[CellGrade]:
+def assemble(
+    submission: Submission, spec: NotebookSpec, results: dict[str, tuple[dict[str, Any], float]]
+) -> list[CellGrade]:
     """Trusted cell grades from the task results (by grade_id) of one submitted notebook."""
     grades: list[CellGrade] = []
     passed_functions: dict[str, bool] = {}
@@ -175,14 +206,28 @@ def assemble(submission: Submission, spec: NotebookSpec,
 
     def outcome(grade_id: str) -> tuple[dict[str, Any], str, str, float]:
         result, seconds = results.get(grade_id, missing)
-        return (result, str(result.get("status", "bad-output")),
-                str(result.get("message", ""))[:500], seconds)
+        return (
+            result,
+            str(result.get("status", "bad-output")),
+            str(result.get("message", ""))[:500],
+            seconds,
+        )
 
-    def cell(test: Any, kind: str, passed: bool, status: str, message: str,
-             seconds: float) -> CellGrade:
-        return CellGrade(submission.student, submission.assignment, spec.name, test.grade_id,
-                         kind, test.points, test.points if passed else 0.0, status, message,
-                         round(seconds, 3))
+    def cell(
+        test: Any, kind: str, passed: bool, status: str, message: str, seconds: float
+    ) -> CellGrade:
+        return CellGrade(
+            submission.student,
+            submission.assignment,
+            spec.name,
+            test.grade_id,
+            kind,
+            test.points,
+            test.points if passed else 0.0,
+            status,
+            message,
+            round(seconds, 3),
+        )
 
     for test in spec.hidden:
         result, status, message, seconds = outcome(test.grade_id)
@@ -190,8 +235,9 @@ def assemble(submission: Submission, spec: NotebookSpec,
         if status == "ok":
             passed, message = _judge(test.check, result, test.options)
             status = "passed" if passed else "failed"
-        passed_functions[test.function_name] = passed_functions.get(
-            test.function_name, True) and passed
+        passed_functions[test.function_name] = (
+            passed_functions.get(test.function_name, True) and passed
+        )
         grades.append(cell(test, "hidden", passed, status, message, seconds))
     for test in spec.visible:
         result, status, message, seconds = outcome(test.grade_id)
@@ -205,18 +251,23 @@ def assemble(submission: Submission, spec: NotebookSpec,
                 failing = sorted(f for f in test.functions if not passed_functions.get(f))
                 passed = not failing
                 status = "passed" if passed else "failed"
-                message = "" if passed else ("the hidden tests of " + ", ".join(failing)
-                                             + " failed")
+                message = (
+                    "" if passed else ("the hidden tests of " + ", ".join(failing) + " failed")
+                )
         grades.append(cell(test, "visible", passed, status, message, seconds))
     return grades
 
 
-def grade_submissions(items: Iterable[tuple[Submission, NotebookSpec]], *,
-                      timeout: float = DEFAULT_TIMEOUT,
-                      cell_timeout: float = DEFAULT_CELL_TIMEOUT,
-                      preload: Sequence[str | Path] = (), jobs: int | None = None,
-                      isolation: str = "notebook", python: str | None = None
-                      ) -> list[CellGrade]:
+def grade_submissions(
+    items: Iterable[tuple[Submission, NotebookSpec]],
+    *,
+    timeout: float = DEFAULT_TIMEOUT,
+    cell_timeout: float = DEFAULT_CELL_TIMEOUT,
+    preload: Sequence[str | Path] = (),
+    jobs: int | None = None,
+    isolation: str = "notebook",
+    python: str | None = None,
+) -> list[CellGrade]:
     """Grade many submitted notebooks; all their children share one pool of ``jobs`` workers.
 
     Args:
@@ -235,9 +286,21 @@ def grade_submissions(items: Iterable[tuple[Submission, NotebookSpec]], *,
     if isolation not in ("notebook", "test"):
         raise ValueError(f"isolation must be 'notebook' or 'test', not {isolation!r}")
     paths = _preloaded(preload)
-    work = [(sub, spec, plan(sub, spec, preload=paths, timeout=timeout,
-                             cell_timeout=cell_timeout, isolation=isolation))
-            for sub, spec in items]
+    work = [
+        (
+            sub,
+            spec,
+            plan(
+                sub,
+                spec,
+                preload=paths,
+                timeout=timeout,
+                cell_timeout=cell_timeout,
+                isolation=isolation,
+            ),
+        )
+        for sub, spec in items
+    ]
     flat = [job for _, _, jobs_ in work for job, _ in jobs_]
 
     def one(job: dict[str, Any]) -> ChildOutcome:
@@ -251,17 +314,22 @@ def grade_submissions(items: Iterable[tuple[Submission, NotebookSpec]], *,
     index = 0
     for sub, spec, jobs_ in work:
         results: dict[str, tuple[dict[str, Any], float]] = {}
-        for (_, tasks), outcome in zip(jobs_, outcomes[index:index + len(jobs_)], strict=True):
-            for (_, test), result in zip(tasks, _task_results(outcome, len(tasks)),
-                                         strict=True):
+        for (_, tasks), outcome in zip(jobs_, outcomes[index : index + len(jobs_)], strict=True):
+            for (_, test), result in zip(tasks, _task_results(outcome, len(tasks)), strict=True):
                 results[test.grade_id] = result
         index += len(jobs_)
         grades.extend(assemble(sub, spec, results))
     return grades
 
 
-def grade_notebook(source: str | Path, submission: str | Path, *, student: str = "student",
-                   assignment: str = "", **kwargs: Any) -> list[CellGrade]:
+def grade_notebook(
+    source: str | Path,
+    submission: str | Path,
+    *,
+    student: str = "student",
+    assignment: str = "",
+    **kwargs: Any,
+) -> list[CellGrade]:
     """Grade one submitted notebook against its instructor source notebook."""
     spec = parse_source(source)
     sub = Submission(student, assignment or Path(source).parent.name, Path(submission))
@@ -302,13 +370,14 @@ def record_in_gradebook(grades: Sequence[CellGrade], db_url: str) -> int:
                 try:
                     gb.find_assignment(grade.assignment)
                 except MissingEntry:
-                    raise MissingEntry(f"assignment {grade.assignment!r} is not in the gradebook "
-                                       "(release it first)") from None
+                    raise MissingEntry(
+                        f"assignment {grade.assignment!r} is not in the gradebook "
+                        "(release it first)"
+                    ) from None
                 gb.update_or_create_student(grade.student)
                 gb.add_submission(grade.assignment, grade.student)
             try:
-                row = gb.find_grade(grade.grade_id, grade.notebook, grade.assignment,
-                                    grade.student)
+                row = gb.find_grade(grade.grade_id, grade.notebook, grade.assignment, grade.student)
             except MissingEntry:
                 continue
             row.auto_score = float(grade.score)

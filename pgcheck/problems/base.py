@@ -1,9 +1,18 @@
-"""What every problem with an exact answer provides, and the padded trajectory batch."""
+"""What every problem with an exact answer provides, and the padded trajectory batch.
+
+A problem declares its interface here (gymnasium's ``core.Env`` is the model): a name, the
+nominal parameters θ₀, γ, a horizon, the kind of action, the exact J(θ) and ∇J three
+independent ways. Problems whose trajectories can be enumerated (``enumerable``) also give
+``support(θ)``: every trajectory with its probability p_θ(τ) (or quadrature nodes and weights
+for continuous actions), which is what :mod:`pgcheck.exact` needs.
+"""
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import ClassVar, Literal
 
 import torch
 from torch import Tensor
@@ -68,24 +77,49 @@ class Trajectories:
     def select(self, rows: Tensor | list[int]) -> Trajectories:
         """The sub-batch of the given rows (in that order)."""
         idx = torch.as_tensor(rows, dtype=torch.long)
-        return Trajectories(self.states[idx], self.actions[idx], self.rewards[idx],
-                            self.mask[idx], self.lengths[idx], self.log_prob_dynamics[idx],
-                            self.gamma)
+        return Trajectories(
+            self.states[idx],
+            self.actions[idx],
+            self.rewards[idx],
+            self.mask[idx],
+            self.lengths[idx],
+            self.log_prob_dynamics[idx],
+            self.gamma,
+        )
 
 
-class Problem:
+ActionKind = Literal["categorical", "gaussian"]
+
+
+class Problem(ABC):
     """A problem with an exact objective J(θ) and its gradient three independent ways.
 
     Subclasses implement ``J`` (differentiable), ``grad_J_pgt`` (policy gradient theorem,
-    no autograd) and ``grad_J_fd`` (finite differences); ``grad_J`` is autograd of ``J``.
+    no autograd); ``grad_J`` is autograd of ``J`` and ``grad_J_fd`` central finite
+    differences of it. Enumerable problems also implement :meth:`support`.
     """
+
+    #: whether every trajectory can be listed (with its probability) by :meth:`support`
+    enumerable: ClassVar[bool] = True
 
     name: str
     theta0: Tensor
     gamma: float
+    horizon: int
+    action_kind: ActionKind
 
-    def J(self, theta: Tensor) -> Tensor:  # pragma: no cover - abstract
-        raise NotImplementedError
+    @property
+    @abstractmethod
+    def n_states(self) -> int:
+        """The number of (discrete) states or contexts."""
+
+    @abstractmethod
+    def J(self, theta: Tensor) -> Tensor:
+        """The exact objective J(θ) = E_{τ~p_θ}[Σ_t γ^t r_t], differentiable in θ."""
+
+    def support(self, theta: Tensor | None = None) -> tuple[Trajectories, Tensor]:
+        """Every trajectory (padded) and its probability p_θ(τ) (θ = θ₀ by default)."""
+        raise TypeError(f"problem {self.name!r} has no finite set of trajectories")
 
     def grad_J(self, theta: Tensor | None = None) -> Tensor:
         """∇J by autograd through the exact J."""
@@ -94,8 +128,9 @@ class Problem:
             (grad,) = torch.autograd.grad(self.J(theta), theta)
         return grad
 
-    def grad_J_pgt(self, theta: Tensor) -> Tensor:  # pragma: no cover - abstract
-        raise NotImplementedError
+    @abstractmethod
+    def grad_J_pgt(self, theta: Tensor) -> Tensor:
+        """∇J by the policy gradient theorem in closed form (no autograd through J)."""
 
     def grad_J_fd(self, theta: Tensor, eps: float = 1e-5) -> Tensor:
         """Central finite differences of the exact J."""

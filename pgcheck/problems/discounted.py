@@ -7,13 +7,14 @@ state visitation d_π = (I − γ P_πᵀ)^{-1} p₀, so that the policy gradien
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import ClassVar
 
 import torch
 from torch import Tensor
 
-from pgcheck.policies import LinearSoftmax, SoftmaxPolicy, TabularSoftmax
-from pgcheck.problems.base import Problem
+from pgcheck.problems.base import ActionKind, Problem
+from pgcheck.problems.policies import LinearSoftmax, SoftmaxPolicy, TabularSoftmax
 
 
 @dataclass(eq=False)
@@ -27,6 +28,13 @@ class DiscountedMDP(Problem):
     policy: SoftmaxPolicy
     theta0: Tensor
     name: str = "discounted-mdp"
+    horizon: int = 0  # infinite: J is found by a linear solve, not by enumeration
+    action_kind: ActionKind = field(default="categorical", init=False)
+    enumerable: ClassVar[bool] = False
+
+    @property
+    def n_states(self) -> int:
+        return int(self.P.shape[0])
 
     def _system(self, theta: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         pi = self.policy.probs(theta)
@@ -54,13 +62,21 @@ class DiscountedMDP(Problem):
         theta = theta.detach()
         pi = self.policy.probs(theta)
         q = self.R + self.gamma * self.P @ self.values(theta)
-        return torch.einsum("s,sa,sa,sap->p", self.visitation(theta), pi, q,
-                            self.policy.score(theta))
+        return torch.einsum(
+            "s,sa,sa,sap->p", self.visitation(theta), pi, q, self.policy.score(theta)
+        )
 
 
-def random_discounted_mdp(seed: int = 0, *, n_states: int = 4, n_actions: int = 2,
-                          gamma: float = 0.9, policy: str = "linear", n_features: int = 3,
-                          name: str | None = None) -> DiscountedMDP:
+def random_discounted_mdp(
+    seed: int = 0,
+    *,
+    n_states: int = 4,
+    n_actions: int = 2,
+    gamma: float = 0.9,
+    policy: str = "linear",
+    n_features: int = 3,
+    name: str | None = None,
+) -> DiscountedMDP:
     """A random discounted MDP with dense stochastic transitions."""
     g = torch.Generator().manual_seed(seed)
     S, A = n_states, n_actions
@@ -74,5 +90,12 @@ def random_discounted_mdp(seed: int = 0, *, n_states: int = 4, n_actions: int = 
     else:
         pol = LinearSoftmax(torch.randn(S, A, n_features, generator=g, dtype=torch.float64))
     theta0 = 0.8 * torch.randn(pol.n_params, generator=g, dtype=torch.float64)
-    return DiscountedMDP(p0 / p0.sum(), P, R, gamma, pol, theta0,
-                         name or f"discounted-{policy}-S{S}A{A}-γ{gamma:g}-seed{seed}")
+    return DiscountedMDP(
+        p0 / p0.sum(),
+        P,
+        R,
+        gamma,
+        pol,
+        theta0,
+        name or f"discounted-{policy}-S{S}A{A}-γ{gamma:g}-seed{seed}",
+    )

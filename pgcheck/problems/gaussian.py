@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from pgcheck.problems.base import Problem, Trajectories
+from pgcheck.problems.base import ActionKind, Problem, Trajectories
 
 N_NODES = 24
 
@@ -44,7 +44,7 @@ class GaussianBandit(Problem):
     gamma: float = 1.0
     horizon: int = 1
     n_nodes: int = N_NODES
-    action_kind: str = field(default="gaussian", init=False)
+    action_kind: ActionKind = field(default="gaussian", init=False)
 
     @property
     def n_states(self) -> int:
@@ -103,14 +103,20 @@ class GaussianBandit(Problem):
         actions = (mean[:, None] + std[:, None] * z[None, :]).reshape(-1)
         weights = (self.p0[:, None] * w[None, :]).reshape(-1)
         ones = torch.ones(S * K, 1, dtype=torch.float64)
-        traj = Trajectories(states[:, None], actions[:, None],
-                            self.rewards_of(states, actions)[:, None], ones,
-                            torch.ones(S * K, dtype=torch.long), torch.log(self.p0[states]),
-                            self.gamma)
+        traj = Trajectories(
+            states[:, None],
+            actions[:, None],
+            self.rewards_of(states, actions)[:, None],
+            ones,
+            torch.ones(S * K, dtype=torch.long),
+            torch.log(self.p0[states]),
+            self.gamma,
+        )
         return traj, weights
 
-    def sample(self, n: int, theta: Tensor | None = None,
-               generator: torch.Generator | None = None) -> Trajectories:
+    def sample(
+        self, n: int, theta: Tensor | None = None, generator: torch.Generator | None = None
+    ) -> Trajectories:
         """Draw n one-step episodes."""
         theta = (self.theta0 if theta is None else theta).detach()
         mean, std = self.mean_std(theta)
@@ -118,13 +124,26 @@ class GaussianBandit(Problem):
         eps = torch.randn(n, generator=generator, dtype=torch.float64)
         a = mean[s] + std[s] * eps
         ones = torch.ones(n, 1, dtype=torch.float64)
-        return Trajectories(s[:, None], a[:, None], self.rewards_of(s, a)[:, None], ones,
-                            torch.ones(n, dtype=torch.long), torch.log(self.p0[s]), self.gamma)
+        return Trajectories(
+            s[:, None],
+            a[:, None],
+            self.rewards_of(s, a)[:, None],
+            ones,
+            torch.ones(n, dtype=torch.long),
+            torch.log(self.p0[s]),
+            self.gamma,
+        )
 
 
-def gaussian_bandit(seed: int = 0, *, n_contexts: int = 3, n_features: int = 2,
-                    sigma: float = 0.7, learn_sigma: bool = True,
-                    name: str | None = None) -> GaussianBandit:
+def gaussian_bandit(
+    seed: int = 0,
+    *,
+    n_contexts: int = 3,
+    n_features: int = 2,
+    sigma: float = 0.7,
+    learn_sigma: bool = True,
+    name: str | None = None,
+) -> GaussianBandit:
     """A random contextual Gaussian bandit (learning θ and, by default, log σ)."""
     g = torch.Generator().manual_seed(seed)
     p0 = torch.rand(n_contexts, generator=g, dtype=torch.float64) + 0.3
@@ -133,6 +152,13 @@ def gaussian_bandit(seed: int = 0, *, n_contexts: int = 3, n_features: int = 2,
     theta = 0.5 * torch.randn(n_features, generator=g, dtype=torch.float64)
     if learn_sigma:
         theta = torch.cat([theta, torch.tensor([math.log(sigma)], dtype=torch.float64)])
-    return GaussianBandit(p0 / p0.sum(), x, c, sigma, learn_sigma, theta,
-                          name or f"gaussian-bandit-S{n_contexts}d{n_features}"
-                          f"{'-σ' if learn_sigma else ''}-seed{seed}")
+    return GaussianBandit(
+        p0 / p0.sum(),
+        x,
+        c,
+        sigma,
+        learn_sigma,
+        theta,
+        name
+        or f"gaussian-bandit-S{n_contexts}d{n_features}{'-σ' if learn_sigma else ''}-seed{seed}",
+    )

@@ -20,8 +20,8 @@ from functools import cached_property
 import torch
 from torch import Tensor
 
-from pgcheck.policies import LinearSoftmax, MLPSoftmax, SoftmaxPolicy, TabularSoftmax
-from pgcheck.problems.base import Problem, Trajectories
+from pgcheck.problems.base import ActionKind, Problem, Trajectories
+from pgcheck.problems.policies import LinearSoftmax, MLPSoftmax, SoftmaxPolicy, TabularSoftmax
 
 
 @dataclass(eq=False)
@@ -46,7 +46,7 @@ class FiniteHorizonMDP(Problem):
     policy: SoftmaxPolicy
     theta0: Tensor
     name: str = "mdp"
-    action_kind: str = field(default="categorical", init=False)
+    action_kind: ActionKind = field(default="categorical", init=False)
 
     @property
     def n_states(self) -> int:
@@ -126,8 +126,9 @@ class FiniteHorizonMDP(Problem):
         traj = self.trajectories()
         return self.prob(theta, traj) @ traj.returns
 
-    def sample(self, n: int, theta: Tensor | None = None,
-               generator: torch.Generator | None = None) -> Trajectories:
+    def sample(
+        self, n: int, theta: Tensor | None = None, generator: torch.Generator | None = None
+    ) -> Trajectories:
         """Draw n trajectories by simulation (for Monte Carlo estimates)."""
         theta = self.theta0 if theta is None else theta.detach()
         pi = self.policy.probs(theta)
@@ -156,6 +157,7 @@ class FiniteHorizonMDP(Problem):
         rewards = self.R[states, actions] * mask
         return Trajectories(states, actions, rewards, mask, lengths, dyn, self.gamma)
 
+
 def enumerate_trajectories(mdp: FiniteHorizonMDP) -> Trajectories:
     """Depth-first enumeration of every trajectory with non-zero dynamics probability."""
     H, S, A = mdp.horizon, mdp.n_states, mdp.n_actions
@@ -174,8 +176,7 @@ def enumerate_trajectories(mdp: FiniteHorizonMDP) -> Trajectories:
                 rows.append((states, actions + [a], logp + math.log(end)))
             for s2 in range(S):
                 if P[s][a][s2] > 0:
-                    extend(states + [s2], actions + [a],
-                           logp + math.log(P[s][a][s2]))
+                    extend(states + [s2], actions + [a], logp + math.log(P[s][a][s2]))
 
     for s0 in range(S):
         if p0[s0] > 0:
@@ -199,8 +200,9 @@ def enumerate_trajectories(mdp: FiniteHorizonMDP) -> Trajectories:
 
 
 # ---------------------------------------------------------------------- factories
-def _sparse_transitions(g: torch.Generator, S: int, A: int, fanout: int,
-                        termination: float) -> Tensor:
+def _sparse_transitions(
+    g: torch.Generator, S: int, A: int, fanout: int, termination: float
+) -> Tensor:
     P = torch.zeros(S, A, S, dtype=torch.float64)
     for s in range(S):
         for a in range(A):
@@ -211,10 +213,21 @@ def _sparse_transitions(g: torch.Generator, S: int, A: int, fanout: int,
     return P
 
 
-def random_mdp(seed: int = 0, *, n_states: int = 3, n_actions: int = 2, horizon: int = 3,
-               gamma: float = 0.9, policy: str = "linear", n_features: int = 3,
-               hidden: int = 3, termination: float = 0.3, fanout: int = 2,
-               theta_scale: float = 0.8, name: str | None = None) -> FiniteHorizonMDP:
+def random_mdp(
+    seed: int = 0,
+    *,
+    n_states: int = 3,
+    n_actions: int = 2,
+    horizon: int = 3,
+    gamma: float = 0.9,
+    policy: str = "linear",
+    n_features: int = 3,
+    hidden: int = 3,
+    termination: float = 0.3,
+    fanout: int = 2,
+    theta_scale: float = 0.8,
+    name: str | None = None,
+) -> FiniteHorizonMDP:
     """A random small MDP with action-dependent rewards, random termination and a
     non-uniform policy of the given kind (``"tabular"``, ``"linear"`` or ``"mlp"``)."""
     g = torch.Generator().manual_seed(seed)
@@ -234,17 +247,33 @@ def random_mdp(seed: int = 0, *, n_states: int = 3, n_actions: int = 2, horizon:
     else:
         raise ValueError(f"unknown policy kind {policy!r}: use 'tabular', 'linear' or 'mlp'")
     theta0 = theta_scale * torch.randn(pol.n_params, generator=g, dtype=torch.float64)
-    return FiniteHorizonMDP(p0, P, R, horizon, gamma, pol, theta0,
-                            name or f"mdp-{policy}-S{S}A{A}H{horizon}-γ{gamma:g}-seed{seed}")
+    return FiniteHorizonMDP(
+        p0,
+        P,
+        R,
+        horizon,
+        gamma,
+        pol,
+        theta0,
+        name or f"mdp-{policy}-S{S}A{A}H{horizon}-γ{gamma:g}-seed{seed}",
+    )
 
 
-def categorical_bandit(seed: int = 0, *, n_actions: int = 4, theta_scale: float = 0.8,
-                       name: str | None = None) -> FiniteHorizonMDP:
+def categorical_bandit(
+    seed: int = 0, *, n_actions: int = 4, theta_scale: float = 0.8, name: str | None = None
+) -> FiniteHorizonMDP:
     """A one-step problem: one state, A actions with fixed rewards, softmax over θ ∈ R^A."""
     g = torch.Generator().manual_seed(seed)
     R = torch.randn(1, n_actions, generator=g, dtype=torch.float64) + 1.0
     pol = TabularSoftmax(1, n_actions)
     theta0 = theta_scale * torch.randn(n_actions, generator=g, dtype=torch.float64)
-    return FiniteHorizonMDP(torch.ones(1, dtype=torch.float64),
-                            torch.zeros(1, n_actions, 1, dtype=torch.float64), R, 1, 1.0, pol,
-                            theta0, name or f"bandit-categorical-A{n_actions}-seed{seed}")
+    return FiniteHorizonMDP(
+        torch.ones(1, dtype=torch.float64),
+        torch.zeros(1, n_actions, 1, dtype=torch.float64),
+        R,
+        1,
+        1.0,
+        pol,
+        theta0,
+        name or f"bandit-categorical-A{n_actions}-seed{seed}",
+    )

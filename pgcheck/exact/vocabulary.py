@@ -9,7 +9,7 @@ turns into per-trajectory gradients with respect to θ.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,6 +42,13 @@ CATEGORICAL_ONLY = frozenset({"logits", "probs", "values", "observations"})
 GAUSSIAN_ONLY = frozenset({"mean", "std"})
 
 
+def provides(problem: Any, names: Sequence[str]) -> bool:
+    """Whether ``problem`` can provide every input in ``names`` (categorical vs Gaussian)."""
+    if problem.action_kind == "gaussian":
+        return not set(names) & CATEGORICAL_ONLY
+    return not set(names) & GAUSSIAN_ONLY
+
+
 class VocabularyError(ValueError):
     """The loss asks for a name pgcheck does not provide, or its signature cannot be used."""
 
@@ -62,7 +69,8 @@ def requested_names(fn: Callable[..., Any]) -> list[str]:
         if p.kind is p.VAR_POSITIONAL:
             raise VocabularyError(
                 "Your loss takes *args; name its inputs instead, e.g. "
-                "def pseudo_loss(log_probs, q_values, gamma, mask): ...")
+                "def pseudo_loss(log_probs, q_values, gamma, mask): ..."
+            )
         if p.kind is p.VAR_KEYWORD:
             continue
         if p.kind is p.POSITIONAL_ONLY:
@@ -72,13 +80,15 @@ def requested_names(fn: Callable[..., Any]) -> list[str]:
         elif p.default is p.empty:
             raise VocabularyError(
                 f"Your loss asks for `{p.name}`, which pgcheck does not provide. "
-                f"Ask for inputs by these names:\n{vocabulary_text()}")
+                f"Ask for inputs by these names:\n{vocabulary_text()}"
+            )
     if any(p.kind is p.VAR_KEYWORD for p in sig.parameters.values()):
         names = list(VOCABULARY)
     if not names:
         raise VocabularyError(
             "Your loss asks for no inputs. Give it parameters named from this vocabulary:\n"
-            + vocabulary_text())
+            + vocabulary_text()
+        )
     return names
 
 
@@ -90,9 +100,13 @@ class Leaves:
     jacobians: dict[str, Tensor]  # name -> [B,T,...,P]
 
 
-def build_inputs(problem: Any, traj: Trajectories, names: list[str],
-                 outputs: dict[str, Tensor], jacobians: dict[str, Tensor]
-                 ) -> tuple[dict[str, Any], Leaves]:
+def build_inputs(
+    problem: Any,
+    traj: Trajectories,
+    names: list[str],
+    outputs: dict[str, Tensor],
+    jacobians: dict[str, Tensor],
+) -> tuple[dict[str, Any], Leaves]:
     """Fresh inputs for one call of the learner's loss on the batch ``traj``.
 
     ``outputs`` are per-state policy outputs at θ (``logits`` [S,A] and ``values`` [H,S] for
@@ -125,15 +139,15 @@ def build_inputs(problem: Any, traj: Trajectories, names: list[str],
             jac["logits"] = jacobians["logits"][states]
             logits = leaves["logits"]
             if "log_probs" in want:
-                inputs["log_probs"] = torch.log_softmax(logits, -1).gather(
-                    -1, traj.actions[..., None]).squeeze(-1)
+                inputs["log_probs"] = (
+                    torch.log_softmax(logits, -1).gather(-1, traj.actions[..., None]).squeeze(-1)
+                )
             if "logits" in want:
                 inputs["logits"] = logits
             if "probs" in want:
                 inputs["probs"] = torch.softmax(logits, -1)
             if "dist" in want:
-                inputs["dist"] = torch.distributions.Categorical(logits=logits,
-                                                                 validate_args=False)
+                inputs["dist"] = torch.distributions.Categorical(logits=logits, validate_args=False)
         if "values" in want:
             t_idx = torch.arange(T)[None, :].expand(B, T)
             v = outputs["values"][t_idx, states] * mask
@@ -146,8 +160,9 @@ def build_inputs(problem: Any, traj: Trajectories, names: list[str],
         "mask": lambda: mask.clone(),
         "gamma": lambda: float(traj.gamma),
         "states": lambda: states.clone(),
-        "observations": lambda: torch.nn.functional.one_hot(
-            states, problem.n_states).to(torch.float64),
+        "observations": lambda: torch.nn.functional.one_hot(states, problem.n_states).to(
+            torch.float64
+        ),
         "lengths": lambda: traj.lengths.clone(),
         "q_values": lambda: traj.reward_to_go.clone(),
         "returns": lambda: traj.returns.clone(),

@@ -50,8 +50,9 @@ def constant_baseline(log_probs: Tensor, q_values: Tensor, gamma: float, mask: T
     return weighted_log_probs(discounts(gamma, mask.shape[1]) * (q_values - 0.7), log_probs, mask)
 
 
-def state_value_baseline(log_probs: Tensor, q_values: Tensor, values: Tensor, gamma: float,
-                         mask: Tensor) -> Tensor:
+def state_value_baseline(
+    log_probs: Tensor, q_values: Tensor, values: Tensor, gamma: float, mask: Tensor
+) -> Tensor:
     """γ^t (G_t − V(s_t)) with V detached: the advantage estimate."""
     adv = q_values - values.detach()
     return weighted_log_probs(discounts(gamma, mask.shape[1]) * adv, log_probs, mask)
@@ -71,17 +72,20 @@ def magic_box(log_probs: Tensor, q_values: Tensor, gamma: float, mask: Tensor) -
     return -(box * discounts(gamma, mask.shape[1]) * q_values * mask).sum(-1).mean()
 
 
-def cross_entropy_form(logits: Tensor, actions: Tensor, q_values: Tensor, gamma: float,
-                       mask: Tensor) -> Tensor:
+def cross_entropy_form(
+    logits: Tensor, actions: Tensor, q_values: Tensor, gamma: float, mask: Tensor
+) -> Tensor:
     """The lecture's form: cross-entropy with the sampled actions as labels = −log π(a|s)."""
     B, T, A = logits.shape
-    nll = F.cross_entropy(logits.reshape(B * T, A), actions.reshape(B * T),
-                          reduction="none").reshape(B, T)
+    nll = F.cross_entropy(
+        logits.reshape(B * T, A), actions.reshape(B * T), reduction="none"
+    ).reshape(B, T)
     return (nll * discounts(gamma, T) * q_values * mask).sum(-1).mean()
 
 
-def loop_style(dist: Any, actions: Tensor, rewards: Tensor, gamma: float,
-               lengths: Tensor) -> Tensor:
+def loop_style(
+    dist: Any, actions: Tensor, rewards: Tensor, gamma: float, lengths: Tensor
+) -> Tensor:
     """One trajectory at a time with Python loops, as in many tutorials."""
     log_probs = dist.log_prob(actions)
     total = 0.0
@@ -164,8 +168,15 @@ class WeightSpec:
     per_episode_mean: bool = False
     probs: bool = False
 
-    def weights(self, q_values: Tensor, rewards: Tensor, returns: Tensor, gamma: float,
-                mask: Tensor, lengths: Tensor) -> Tensor:
+    def weights(
+        self,
+        q_values: Tensor,
+        rewards: Tensor,
+        returns: Tensor,
+        gamma: float,
+        mask: Tensor,
+        lengths: Tensor,
+    ) -> Tensor:
         """The coefficient of log π(a_t|s_t) (of π(a_t|s_t) with ``probs``) [B, T]."""
         w = PATTERNS[self.pattern](q_values, rewards, returns, gamma)
         if self.gamma_t:
@@ -179,8 +190,15 @@ class WeightSpec:
     def loss(self) -> Loss:
         """The pseudo-loss with these weights."""
 
-        def loss(log_probs: Tensor, q_values: Tensor, rewards: Tensor, returns: Tensor,
-                 gamma: float, mask: Tensor, lengths: Tensor) -> Tensor:
+        def loss(
+            log_probs: Tensor,
+            q_values: Tensor,
+            rewards: Tensor,
+            returns: Tensor,
+            gamma: float,
+            mask: Tensor,
+            lengths: Tensor,
+        ) -> Tensor:
             w = self.weights(q_values, rewards, returns, gamma, mask, lengths)
             score = log_probs.exp() if self.probs else log_probs
             return -(w.detach() * score).sum(-1).mean()
@@ -189,8 +207,14 @@ class WeightSpec:
         return loss
 
 
-def pattern_loss(pattern: str, *, gamma_t: bool, use_mask: bool = True,
-                 per_episode_mean: bool = False, probs: bool = False) -> Loss:
+def pattern_loss(
+    pattern: str,
+    *,
+    gamma_t: bool,
+    use_mask: bool = True,
+    per_episode_mean: bool = False,
+    probs: bool = False,
+) -> Loss:
     """−(1/B) Σ_i c_i Σ_t [γ^t] w_t · log π(a_t|s_t) [· mask] for a weight pattern."""
     return WeightSpec(pattern, pattern, gamma_t, use_mask, per_episode_mean, probs).loss()
 
@@ -206,8 +230,9 @@ def sign_flipped(log_probs: Tensor, q_values: Tensor, gamma: float, mask: Tensor
     return -reward_to_go(log_probs, q_values, gamma, mask)
 
 
-def probs_times_q(probs: Tensor, actions: Tensor, q_values: Tensor, gamma: float,
-                  mask: Tensor) -> Tensor:
+def probs_times_q(
+    probs: Tensor, actions: Tensor, q_values: Tensor, gamma: float, mask: Tensor
+) -> Tensor:
     """π(a_t|s_t) instead of log π(a_t|s_t)."""
     p_taken = probs.gather(-1, actions[..., None]).squeeze(-1)
     return -(discounts(gamma, mask.shape[1]) * q_values * p_taken * mask).sum(-1).mean()
@@ -218,22 +243,25 @@ def softmax_times_q(probs: Tensor, q_values: Tensor, mask: Tensor) -> Tensor:
     return -(probs * (q_values * mask)[..., None]).sum(-1).mean()
 
 
-def values_not_detached(log_probs: Tensor, q_values: Tensor, values: Tensor, gamma: float,
-                        mask: Tensor) -> Tensor:
+def values_not_detached(
+    log_probs: Tensor, q_values: Tensor, values: Tensor, gamma: float, mask: Tensor
+) -> Tensor:
     """A baseline that carries θ: ∇ flows into V(s_t) as well."""
     w = discounts(gamma, mask.shape[1]) * (q_values - values)
     return -(w * log_probs * mask).sum(-1).mean()
 
 
-def action_dependent_baseline(log_probs: Tensor, q_values: Tensor, actions: Tensor,
-                              gamma: float, mask: Tensor) -> Tensor:
+def action_dependent_baseline(
+    log_probs: Tensor, q_values: Tensor, actions: Tensor, gamma: float, mask: Tensor
+) -> Tensor:
     """Subtracts b(s,a) that depends on the action taken: E[b ∇log π] ≠ 0."""
     b = 0.5 + 0.8 * actions.to(torch.float64)
     return weighted_log_probs(discounts(gamma, mask.shape[1]) * (q_values - b), log_probs, mask)
 
 
-def advantage_normalisation(log_probs: Tensor, q_values: Tensor, gamma: float,
-                            mask: Tensor) -> Tensor:
+def advantage_normalisation(
+    log_probs: Tensor, q_values: Tensor, gamma: float, mask: Tensor
+) -> Tensor:
     """(w − mean)/std over the batch: biased for a finite batch."""
     w = discounts(gamma, mask.shape[1]) * q_values
     real = mask.bool()
@@ -283,7 +311,6 @@ MISTAKES: dict[str, Loss] = {
 }
 
 
-
 @cache
 def weight_bank() -> list[WeightSpec]:
     """Weight patterns for diagnosis, most common first.
@@ -315,8 +342,10 @@ def weight_bank() -> list[WeightSpec]:
 @cache
 def reference_bank() -> list[tuple[str, Loss]]:
     """Reference estimators for diagnosis by expected gradient: (code, loss)."""
-    named = [("probs_instead_of_log_probs", probs_times_q),
-             ("action_dependent_baseline", action_dependent_baseline)]
+    named = [
+        ("probs_instead_of_log_probs", probs_times_q),
+        ("action_dependent_baseline", action_dependent_baseline),
+    ]
     return [("correct", reward_to_go)] + named + [(w.code, w.loss()) for w in weight_bank()]
 
 

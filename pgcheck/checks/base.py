@@ -1,5 +1,18 @@
-"""Shared machinery of the smaller checks: time budget, calling the learner, reading its
-output into plain numbers, and the bits of a report every check has."""
+"""What every check is made of: the measure/judge split, and the shared machinery.
+
+Every check ``check_X(fn, **options)`` is the composition
+``judge(measure(fn, **options), **options)``:
+
+* ``measure(fn, **options) -> Measurement`` is the learner side: it calls the learner's code
+  (only through :func:`pgcheck.sandbox.call_learner`) and returns plain JSON-able numbers;
+  a failure is recorded under ``"error"`` as a :class:`~pgcheck.errors.MeasuredError`;
+* ``judge(measurement, **options) -> Report`` is the reference side: it computes the
+  references and the verdict without calling any learner code.
+
+An isolated grader runs ``measure`` next to the learner's code and ``judge`` in the trusted
+parent process. Below: the time budget, calling the learner, reading its output into plain
+numbers, and the bits of a report every check has.
+"""
 
 from __future__ import annotations
 
@@ -7,13 +20,54 @@ import functools
 import math
 import time
 from collections.abc import Callable
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, TypedDict
 
 import numpy as np
 import torch
 
+from pgcheck.errors import ErrorKind, MeasuredError, measured
 from pgcheck.report import Report
-from pgcheck.sandbox import call_learner
+from pgcheck.sandbox import call_learner, guarded_state, quiet, single_thread
+
+
+class Measurement(TypedDict, total=False):
+    """What ``measure`` returns: plain data. Every check records a learner failure under
+    ``error``, what the learner printed under ``output``; the rest is check-specific."""
+
+    error: MeasuredError
+    output: str
+
+
+Measure = Callable[..., dict[str, Any]]
+Judge = Callable[..., Report]
+
+
+@dataclass(frozen=True)
+class Check:
+    """A check: its learner-side ``measure`` and its reference-side ``judge``."""
+
+    name: str
+    measure: Measure
+    judge: Judge
+
+    def __call__(self, fn: Callable[..., Any], **options: Any) -> Report:
+        return run_check(self, fn, **options)
+
+
+def run_check(check: Check, fn: Callable[..., Any], **options: Any) -> Report:
+    """Measure then judge; an unexpected failure becomes an ``"error"`` report, not a traceback."""
+    with quiet(), guarded_state(), single_thread():
+        try:
+            measurement = check.measure(fn, **options)
+            return check.judge(measurement, **options)
+        except Exception as exc:  # noqa: BLE001 - the learner must never see a traceback from pgcheck
+            return Report.error(
+                f"pgcheck could not run the check '{check.name}': {type(exc).__name__}: {exc}",
+                check=check.name,
+                diagnosis=ErrorKind.INTERNAL,
+            )
+
 
 DTYPE = torch.float64
 #: Seconds for all calls of the learner's function in one check, together.
@@ -37,21 +91,29 @@ class Budget:
 
 def timeout_message(name: str, total: float) -> str:
     """The message for a learner's function that used up the time budget."""
-    return (f"{name} did not finish within the time limit ({total:.1f} s for all calls "
-            "together). Look for a loop that never ends (a `while` whose condition never "
-            "changes) or for work that grows with the input.")
+    return (
+        f"{name} did not finish within the time limit ({total:.1f} s for all calls "
+        "together). Look for a loop that never ends (a `while` whose condition never "
+        "changes) or for work that grows with the input."
+    )
 
 
-def learner_call(fn: Callable[..., Any], args: dict[str, Any], budget: Budget,
-                 name: str) -> tuple[Any, dict[str, Any] | None]:
+def failed(kind: ErrorKind | str, message: str) -> dict[str, Any]:
+    """A measurement that records a failure (the one error shape every check uses)."""
+    return {"error": measured(kind, message)}
+
+
+def learner_call(
+    fn: Callable[..., Any], args: dict[str, Any], budget: Budget, name: str
+) -> tuple[Any, dict[str, Any] | None]:
     """Call ``fn(*args.values())`` positionally through :func:`call_learner`.
 
-    Returns ``(value, None)`` or ``(None, {"error": message, "error_kind": kind})``.
+    Returns ``(value, None)`` or ``(None, failed(kind, message))``.
     The learner's parameter names do not matter; the argument order does.
     """
     remaining = budget.remaining()
     if remaining <= 0:
-        return None, {"error": timeout_message(name, budget.total), "error_kind": "timeout"}
+        return None, failed(ErrorKind.TIMEOUT, timeout_message(name, budget.total))
     keys = list(args)
 
     def positional(**kwargs: Any) -> Any:
@@ -62,16 +124,20 @@ def learner_call(fn: Callable[..., Any], args: dict[str, Any], budget: Budget,
         budget.output += result.output[: 1000 - len(budget.output)]
     if result.error is not None:
         message = result.error.message
-        if result.error.kind == "timeout":
+        if result.error.kind == ErrorKind.TIMEOUT:
             message = timeout_message(name, budget.total)
-        elif result.error.kind == "global-state":
-            message = message.replace("A pseudo-loss must be a deterministic function of the "
-                                      "batch it is given.", "It must be a deterministic function "
-                                      "of its inputs: don't seed or draw random numbers in it.")
+        elif result.error.kind == ErrorKind.GLOBAL_STATE:
+            message = message.replace(
+                "A pseudo-loss must be a deterministic function of the batch it is given.",
+                "It must be a deterministic function "
+                "of its inputs: don't seed or draw random numbers in it.",
+            )
         elif "requires grad" in message and "numpy" in message:
-            message += (" pgcheck passes inputs that require grad because this quantity must "
-                        "be differentiable: compute it with torch operations, not numpy.")
-        return None, {"error": message, "error_kind": result.error.kind}
+            message += (
+                " pgcheck passes inputs that require grad because this quantity must "
+                "be differentiable: compute it with torch operations, not numpy."
+            )
+        return None, failed(result.error.kind, message)
     return result.value, None
 
 
@@ -96,15 +162,17 @@ def to_array(value: Any) -> np.ndarray:
         parts = [to_array(v) for v in value]
         if len({p.shape for p in parts}) > 1:
             raise ValueError("a ragged list")
-        return np.array(parts, dtype=np.float64).reshape((len(parts),) + (
-            parts[0].shape if parts else (0,)))
+        return np.array(parts, dtype=np.float64).reshape(
+            (len(parts),) + (parts[0].shape if parts else (0,))
+        )
     if value is None:
         raise TypeError("None (did you forget `return`?)")
     raise TypeError(f"a {type(value).__name__}")
 
 
-def read_output(value: Any, shape: tuple[int, ...], name: str, what: str,
-                allow_nonfinite: bool = False) -> tuple[np.ndarray | None, str | None]:
+def read_output(
+    value: Any, shape: tuple[int, ...], name: str, what: str, allow_nonfinite: bool = False
+) -> tuple[np.ndarray | None, str | None]:
     """Convert and shape-check a learner's output; ``(array, None)`` or ``(None, message)``.
 
     A single number is accepted where a 0-d or one-element result is expected.
@@ -112,8 +180,10 @@ def read_output(value: Any, shape: tuple[int, ...], name: str, what: str,
     try:
         arr = to_array(value)
     except (TypeError, ValueError, RuntimeError) as exc:
-        return None, (f"{name} returned {exc}; return {what} as a float64 torch tensor of "
-                      f"shape {list(shape)}.")
+        return None, (
+            f"{name} returned {exc}; return {what} as a float64 torch tensor of "
+            f"shape {list(shape)}."
+        )
     size = int(np.prod(shape)) if shape else 1
     if arr.shape != shape:
         if arr.size == size and (len(shape) == 0 or shape == (1,)):
@@ -121,14 +191,20 @@ def read_output(value: Any, shape: tuple[int, ...], name: str, what: str,
         else:
             hint = ""
             if arr.size == size:
-                hint = (" The numbers are there but the shape differs; a [N,1] result broadcasts "
-                        "to [N,N] in later arithmetic, so flatten it (e.g. .squeeze(-1)).")
-            return None, (f"{name} returned shape {list(arr.shape)}; expected {what} of shape "
-                          f"{list(shape)}.{hint}")
+                hint = (
+                    " The numbers are there but the shape differs; a [N,1] result broadcasts "
+                    "to [N,N] in later arithmetic, so flatten it (e.g. .squeeze(-1))."
+                )
+            return None, (
+                f"{name} returned shape {list(arr.shape)}; expected {what} of shape "
+                f"{list(shape)}.{hint}"
+            )
     if not allow_nonfinite and not np.all(np.isfinite(arr)):
         bad = np.flatnonzero(~np.isfinite(arr.reshape(-1)))[:5].tolist()
-        return None, (f"{name} returned NaN or inf (at flat positions {bad}). Look for log of 0, "
-                      "division by 0 or exp of a large number.")
+        return None, (
+            f"{name} returned NaN or inf (at flat positions {bad}). Look for log of 0, "
+            "division by 0 or exp of a large number."
+        )
     return arr, None
 
 
@@ -147,27 +223,33 @@ def _clean_value(v: Any) -> Any:
 
 def finite_rows(judge: Callable[..., Report]) -> Callable[..., Report]:
     """Decorate a judge so that NaN/inf in its report's table become the strings "nan"/"inf"."""
+
     @functools.wraps(judge)
     def wrapped(measurement: dict[str, Any], **options: Any) -> Report:
         report = judge(measurement, **options)
         for row in report.rows:
             row.columns = {k: _clean_value(v) for k, v in row.columns.items()}
         return report
+
     return wrapped
 
 
 def usage_error(check: str, message: str) -> dict[str, Any]:
     """A measurement that records a wrong option (the caller's mistake, not the learner's)."""
-    return {"error": f"pgcheck.{check}: {message}", "error_kind": "usage"}
+    return failed(ErrorKind.USAGE, f"pgcheck.{check}: {message}")
 
 
-def measure_precheck(public: str, unknown: dict[str, Any], valid: list[str],
-                     kind: tuple[str, str, tuple[str, ...]] | None = None) -> dict[str, Any] | None:
+def measure_precheck(
+    public: str,
+    unknown: dict[str, Any],
+    valid: list[str],
+    kind: tuple[str, str, tuple[str, ...]] | None = None,
+) -> dict[str, Any] | None:
     """The start of every measure: a measurement recording an unknown option, or a
     ``kind = (option name, value, allowed values)`` outside the allowed ones; else None."""
     bad = unknown_options(public, unknown, valid)
     if bad:
-        return {"error": bad, "error_kind": "usage"}
+        return failed(ErrorKind.USAGE, bad)
     if kind is not None and kind[1] not in kind[2]:
         key, value, allowed = kind
         return usage_error(public, f"{key}={value!r}; use one of {allowed}.")
@@ -176,27 +258,37 @@ def measure_precheck(public: str, unknown: dict[str, Any], valid: list[str],
 
 def error_report(measurement: dict[str, Any], check: str) -> Report | None:
     """The error report for a measurement that recorded an error, else None."""
-    if "error" in measurement:
-        return Report.error(str(measurement["error"]), check=check,
-                            diagnosis=str(measurement.get("error_kind") or "error"))
-    return None
+    err = measurement.get("error")
+    if err is None:
+        return None
+    if not isinstance(err, dict) or not isinstance(err.get("message"), str):
+        return Report.error("the measurement is malformed", check=check, diagnosis=ErrorKind.USAGE)
+    return Report.error(err["message"], check=check, diagnosis=str(err.get("kind") or "error"))
 
 
-def judge_precheck(measurement: dict[str, Any], check: str, public: str,
-                   unknown: dict[str, Any], valid: list[str],
-                   kind: tuple[str, str, tuple[str, ...]] | None = None) -> Report | None:
+def judge_precheck(
+    measurement: dict[str, Any],
+    check: str,
+    public: str,
+    unknown: dict[str, Any],
+    valid: list[str],
+    kind: tuple[str, str, tuple[str, ...]] | None = None,
+) -> Report | None:
     """The start of every judge: an unknown option, an error that ``measure`` recorded, or a
     ``kind = (option name, value, allowed values)`` that the measurement was not made for."""
     bad = unknown_options(public, unknown, valid)
     if bad:
-        return Report.error(bad, check=check, diagnosis="usage")
+        return Report.error(bad, check=check, diagnosis=ErrorKind.USAGE)
     early = error_report(measurement, check)
     if early is None and kind is not None:
         key, value, allowed = kind
         if value not in allowed or measurement.get(key) != value:
-            return Report.error(f"pgcheck.{public}: {key}={value!r} does not match the "
-                                f"measurement (use one of {allowed}).", check=check,
-                                diagnosis="usage")
+            return Report.error(
+                f"pgcheck.{public}: {key}={value!r} does not match the "
+                f"measurement (use one of {allowed}).",
+                check=check,
+                diagnosis=ErrorKind.USAGE,
+            )
     return early
 
 
@@ -204,8 +296,11 @@ def count_mismatch(got: list[Any], expected: int, check: str, public: str) -> Re
     """An error report when a measurement holds another number of cases than the judge's."""
     if len(got) == expected:
         return None
-    return Report.error(f"pgcheck.{public}: the measurement does not match the cases.",
-                        check=check, diagnosis="usage")
+    return Report.error(
+        f"pgcheck.{public}: the measurement does not match the cases.",
+        check=check,
+        diagnosis=ErrorKind.USAGE,
+    )
 
 
 def output_notes(measurement: dict[str, Any]) -> list[str]:
@@ -234,8 +329,7 @@ def unknown_options(check: str, unknown: dict[str, Any], valid: list[str]) -> st
     """A message naming unknown keyword options, or None."""
     if not unknown:
         return None
-    return (f"pgcheck.{check}: unknown option(s) {sorted(unknown)}; valid options are "
-            f"{valid}.")
+    return f"pgcheck.{check}: unknown option(s) {sorted(unknown)}; valid options are {valid}."
 
 
 def fit_scale(y: np.ndarray, ref: np.ndarray) -> tuple[float, float]:
@@ -253,5 +347,7 @@ def scale_hint(alpha: float) -> str:
     """Words for a constant factor α between the learner's result and the reference."""
     if abs(alpha + 1) < 1e-6:
         return "Your result is the negative of the correct one: check the sign."
-    return (f"Your result is {alpha:.6g} × the correct one: look for a stray constant factor "
-            "(a 2, a ½, a mean where a sum belongs, or a log base other than e).")
+    return (
+        f"Your result is {alpha:.6g} × the correct one: look for a stray constant factor "
+        "(a 2, a ½, a mean where a sum belongs, or a log base other than e)."
+    )

@@ -24,9 +24,10 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from pgcheck.errors import ErrorKind, LearnerError
+from pgcheck.exact.vocabulary import build_inputs
 from pgcheck.problems import Problem, Trajectories
-from pgcheck.sandbox import LearnerError, call_learner
-from pgcheck.vocabulary import build_inputs
+from pgcheck.sandbox import call_learner
 
 #: Relative tolerance for "the same vector" in the probes (computations are float64 and exact).
 PROBE_RTOL = 1e-9
@@ -44,8 +45,9 @@ class LearnerFailure(Exception):
 _OUTPUT_CACHE: dict[tuple[int, bytes], tuple[dict[str, Tensor], dict[str, Tensor]]] = {}
 
 
-def policy_outputs(problem: Problem, theta: Tensor, *, values: bool = False
-                   ) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+def policy_outputs(
+    problem: Problem, theta: Tensor, *, values: bool = False
+) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
     """Per-state policy outputs at θ and their Jacobians w.r.t. θ (cached).
 
     Categorical problems: ``logits`` [S,A], and with ``values`` also V_t(s) [H,S] (its
@@ -62,7 +64,8 @@ def policy_outputs(problem: Problem, theta: Tensor, *, values: bool = False
                 outputs = {"mean": mean.detach(), "std": std.detach()}
                 jacobians = {
                     "mean": jac(lambda th: problem.mean_std(th)[0], theta),
-                    "std": jac(lambda th: problem.mean_std(th)[1], theta)}
+                    "std": jac(lambda th: problem.mean_std(th)[1], theta),
+                }
             else:
                 outputs = {"logits": problem.policy.logits(theta).detach()}
                 jacobians = {"logits": problem.policy.logits_jacobian(theta)}
@@ -88,8 +91,9 @@ class CallOutcome:
 class Evaluator:
     """Calls a loss on batches of a problem's trajectories within a shared time budget."""
 
-    def __init__(self, fn: Callable[..., Any], names: list[str], *, timeout: float,
-                 trusted: bool = False) -> None:
+    def __init__(
+        self, fn: Callable[..., Any], names: list[str], *, timeout: float, trusted: bool = False
+    ) -> None:
         self.fn = fn
         self.names = names
         self.used = 0.0  # seconds spent in the learner's code (pgcheck's own work is not counted)
@@ -100,8 +104,7 @@ class Evaluator:
 
     def call(self, problem: Problem, traj: Trajectories) -> CallOutcome:
         """Evaluate the loss on ``traj`` and backpropagate to the per-trajectory leaves."""
-        outputs, jacobians = policy_outputs(problem, problem.theta0,
-                                            values="values" in self.names)
+        outputs, jacobians = policy_outputs(problem, problem.theta0, values="values" in self.names)
         inputs, leaves = build_inputs(problem, traj, self.names, outputs, jacobians)
         leaf_items = list(leaves.tensors.items())
 
@@ -110,8 +113,9 @@ class Evaluator:
                 value = self.fn(**inputs)
                 if not _usable(value) or not leaf_items:
                     return value, None
-                grads = torch.autograd.grad(value.reshape(()), [t for _, t in leaf_items],
-                                            allow_unused=True)
+                grads = torch.autograd.grad(
+                    value.reshape(()), [t for _, t in leaf_items], allow_unused=True
+                )
             return value, grads
 
         self.calls += 1
@@ -120,10 +124,14 @@ class Evaluator:
         else:
             remaining = self.timeout - self.used
             if remaining <= 0:
-                raise LearnerFailure(LearnerError(
-                    "timeout", f"your loss used up the time limit of {self.timeout:.1f} s over "
-                    f"{self.calls - 1} calls. Make it faster (vectorise the loops over steps) "
-                    "or pass a larger timeout="))
+                raise LearnerFailure(
+                    LearnerError(
+                        ErrorKind.TIMEOUT,
+                        f"your loss used up the time limit of {self.timeout:.1f} s over "
+                        f"{self.calls - 1} calls. Make it faster (vectorise the loops over steps) "
+                        "or pass a larger timeout=",
+                    )
+                )
             start = time.monotonic()
             result = call_learner(lambda: run(), {}, seconds=remaining, name="your loss")
             self.used += time.monotonic() - start
@@ -136,7 +144,7 @@ class Evaluator:
             _check_inputs_unchanged(inputs, traj)
         _check_value(value, self.names)
         if grads is None or all(g is None for g in grads):
-            raise LearnerFailure(LearnerError("no_path_to_theta", _NO_PATH))
+            raise LearnerFailure(LearnerError(ErrorKind.NO_PATH_TO_THETA, _NO_PATH))
         P = problem.theta0.numel()
         total = torch.zeros(len(traj), P, dtype=torch.float64)
         norms: dict[str, float] = {}
@@ -151,64 +159,112 @@ class Evaluator:
             jac = leaves.jacobians[name]
             total += torch.einsum("b...,b...p->bp", grad, jac)
         if not torch.isfinite(total).all():
-            raise LearnerFailure(LearnerError(
-                "nan", "the gradient of your loss contains NaN or inf. A common cause is "
-                "log(probs) where a probability underflows; use log_softmax or dist.log_prob."))
+            raise LearnerFailure(
+                LearnerError(
+                    ErrorKind.NAN,
+                    "the gradient of your loss contains NaN or inf. A common cause is "
+                    "log(probs) where a probability underflows; use log_softmax or dist.log_prob.",
+                )
+            )
         return CallOutcome(total, norms, leaf_grads)
 
 
-_NO_PATH = ("your loss has no path to θ: its gradient is missing. Don't call .detach(), "
-            ".item(), .numpy() or torch.tensor(...) on log_probs/logits, and don't compute it "
-            "under torch.no_grad().")
+_NO_PATH = (
+    "your loss has no path to θ: its gradient is missing. Don't call .detach(), "
+    ".item(), .numpy() or torch.tensor(...) on log_probs/logits, and don't compute it "
+    "under torch.no_grad()."
+)
 
 
 def _usable(value: Any) -> bool:
-    return (isinstance(value, torch.Tensor) and value.numel() == 1 and value.requires_grad
-            and value.is_floating_point())
+    return (
+        isinstance(value, torch.Tensor)
+        and value.numel() == 1
+        and value.requires_grad
+        and value.is_floating_point()
+    )
 
 
 def _check_value(value: Any, names: list[str]) -> None:
     if value is None:
-        raise LearnerFailure(LearnerError(
-            "not_a_tensor", "your loss returned None. Did you forget the `return` statement?"))
+        raise LearnerFailure(
+            LearnerError(
+                ErrorKind.NOT_A_TENSOR,
+                "your loss returned None. Did you forget the `return` statement?",
+            )
+        )
     if isinstance(value, int | float) and not isinstance(value, bool):
-        raise LearnerFailure(LearnerError(
-            "not_a_tensor", f"your loss returned a Python number ({float(value):.4g}), which "
-            "has no gradient. Return the tensor itself: don't call .item() or float()."))
+        raise LearnerFailure(
+            LearnerError(
+                ErrorKind.NOT_A_TENSOR,
+                f"your loss returned a Python number ({float(value):.4g}), which "
+                "has no gradient. Return the tensor itself: don't call .item() or float().",
+            )
+        )
     if not isinstance(value, torch.Tensor):
-        raise LearnerFailure(LearnerError(
-            "not_a_tensor", f"your loss returned a {type(value).__name__}; it must return a "
-            "scalar torch tensor."))
+        raise LearnerFailure(
+            LearnerError(
+                ErrorKind.NOT_A_TENSOR,
+                f"your loss returned a {type(value).__name__}; it must return a "
+                "scalar torch tensor.",
+            )
+        )
     if value.numel() != 1:
-        raise LearnerFailure(LearnerError(
-            "not_scalar", f"your loss returned a tensor of shape {list(value.shape)}; it must be "
-            "a scalar. Reduce it: sum over the steps t, then .mean() over the trajectories."))
+        raise LearnerFailure(
+            LearnerError(
+                ErrorKind.NOT_SCALAR,
+                f"your loss returned a tensor of shape {list(value.shape)}; it must be "
+                "a scalar. Reduce it: sum over the steps t, then .mean() over the trajectories.",
+            )
+        )
     if not value.is_floating_point():
-        raise LearnerFailure(LearnerError(
-            "not_a_tensor", f"your loss returned a {value.dtype} tensor; it must be a float."))
+        raise LearnerFailure(
+            LearnerError(
+                ErrorKind.NOT_A_TENSOR,
+                f"your loss returned a {value.dtype} tensor; it must be a float.",
+            )
+        )
     if not torch.isfinite(value).all():
-        raise LearnerFailure(LearnerError(
-            "nan", f"your loss is {value.item()}. A common cause is log(probs) of a tiny "
-            "probability or a division by a zero standard deviation; use log_probs / "
-            "log_softmax."))
+        raise LearnerFailure(
+            LearnerError(
+                ErrorKind.NAN,
+                f"your loss is {value.item()}. A common cause is log(probs) of a tiny "
+                "probability or a division by a zero standard deviation; use log_probs / "
+                "log_softmax.",
+            )
+        )
     if not value.requires_grad:
-        raise LearnerFailure(LearnerError("no_path_to_theta", _NO_PATH))
+        raise LearnerFailure(LearnerError(ErrorKind.NO_PATH_TO_THETA, _NO_PATH))
 
 
 def _check_inputs_unchanged(inputs: dict[str, Any], traj: Trajectories) -> None:
-    fresh = {"actions": traj.actions, "rewards": traj.rewards, "mask": traj.mask,
-             "states": traj.states, "lengths": traj.lengths, "q_values": traj.reward_to_go,
-             "returns": traj.returns}
+    fresh = {
+        "actions": traj.actions,
+        "rewards": traj.rewards,
+        "mask": traj.mask,
+        "states": traj.states,
+        "lengths": traj.lengths,
+        "q_values": traj.reward_to_go,
+        "returns": traj.returns,
+    }
     for name, value in inputs.items():
         if name in fresh and isinstance(value, torch.Tensor):
             if value.shape != fresh[name].shape or not torch.equal(value, fresh[name]):
-                raise LearnerFailure(LearnerError(
-                    "in_place", f"your loss modified its input `{name}` in place. Use "
-                    "out-of-place operations (x = x * g instead of x *= g) or x.clone()."))
+                raise LearnerFailure(
+                    LearnerError(
+                        ErrorKind.IN_PLACE,
+                        f"your loss modified its input `{name}` in place. Use "
+                        "out-of-place operations (x = x * g instead of x *= g) or x.clone().",
+                    )
+                )
         elif isinstance(value, torch.Tensor) and value.requires_grad and value._version != 0:
-            raise LearnerFailure(LearnerError(
-                "in_place", f"your loss modified its input `{name}` in place. Use out-of-place "
-                "operations or work on a .clone()."))
+            raise LearnerFailure(
+                LearnerError(
+                    ErrorKind.IN_PLACE,
+                    f"your loss modified its input `{name}` in place. Use out-of-place "
+                    "operations or work on a .clone().",
+                )
+            )
 
 
 # --------------------------------------------------------------------------- expectations
@@ -223,15 +279,16 @@ class Expectation:
     batch_size: int
 
 
-def separable_expectation(ev: Evaluator, problem: Problem, batch_size: int
-                          ) -> tuple[Expectation | None, CallOutcome | None]:
+def separable_expectation(
+    ev: Evaluator, problem: Problem, batch_size: int
+) -> tuple[Expectation | None, CallOutcome | None]:
     """E[ĝ] for a loss that treats trajectories separately, or None if it mixes them."""
     traj, p = problem.support(problem.theta0)
     M = len(traj)
     try:
         full = ev.call(problem, traj)
     except LearnerFailure as failure:
-        if failure.error.kind != "exception" or M == 1:
+        if failure.error.kind != ErrorKind.EXCEPTION or M == 1:
             raise
         return _one_at_a_time(ev, problem, traj, p, failure), None
     subset = list(range(0, M, 2)) if M > 1 else [0]
@@ -245,8 +302,9 @@ def separable_expectation(ev: Evaluator, problem: Problem, batch_size: int
     return Expectation(problem.name, g.tolist(), reduction, full.leaf_norms, batch_size), full
 
 
-def _one_at_a_time(ev: Evaluator, problem: Problem, traj: Trajectories, p: Tensor,
-                   failure: LearnerFailure) -> Expectation:
+def _one_at_a_time(
+    ev: Evaluator, problem: Problem, traj: Trajectories, p: Tensor, failure: LearnerFailure
+) -> Expectation:
     """Fallback for a loss that only works on one trajectory: a loop over batches of one."""
     acc = torch.zeros(problem.theta0.numel(), dtype=torch.float64)
     norms: dict[str, float] = {}
@@ -254,7 +312,7 @@ def _one_at_a_time(ev: Evaluator, problem: Problem, traj: Trajectories, p: Tenso
         try:
             out = ev.call(problem, traj.select([j]))
         except LearnerFailure as single:
-            raise failure if single.error.kind == "exception" else single from None
+            raise failure if single.error.kind == ErrorKind.EXCEPTION else single from None
         acc += p[j] * out.grads[0]
         for name, v in out.leaf_norms.items():
             norms[name] = max(norms.get(name, 0.0), v)
@@ -262,7 +320,7 @@ def _one_at_a_time(ev: Evaluator, problem: Problem, traj: Trajectories, p: Tenso
 
 
 def classify_reduction(in_full: Tensor, in_subset: Tensor, size_ratio: float) -> str:
-    """"mean" if the subset's rows are ``size_ratio`` × the full batch's, "sum" if equal,
+    """ "mean" if the subset's rows are ``size_ratio`` × the full batch's, "sum" if equal,
     "mixing" otherwise (a trajectory's gradient depends on the others in its batch)."""
     scale = max(float(in_full.abs().max()), float(in_subset.abs().max()), 1e-300)
     if scale <= 1e-13:  # a (numerically) zero gradient: nothing to mix
@@ -288,8 +346,9 @@ def pairwise_expectation(ev: Evaluator, problem: Problem) -> Expectation:
     return Expectation(problem.name, (-acc).tolist(), "mixing", norms, 2)
 
 
-def extract_weights(problem: Problem, traj: Trajectories, outcome: CallOutcome,
-                    reduction: str) -> list[list[float]] | None:
+def extract_weights(
+    problem: Problem, traj: Trajectories, outcome: CallOutcome, reduction: str
+) -> list[list[float]] | None:
     """The per-step weights w_t of a loss of the form L = −c Σ_i Σ_t w_it log π(a_it|s_it).
 
     For such a loss ∂L/∂logits_it = −c·w_it (e_{a_it} − π(·|s_it)); returns the w (scaled to a

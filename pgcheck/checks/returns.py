@@ -21,12 +21,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from pgcheck.checking import (
+from pgcheck.checks.base import (
     DEFAULT_TIMEOUT,
     DTYPE,
     Budget,
+    Check,
     close,
     count_mismatch,
+    failed,
     finite_rows,
     fmt_vec,
     judge_precheck,
@@ -34,8 +36,9 @@ from pgcheck.checking import (
     measure_precheck,
     output_notes,
     read_output,
+    run_check,
 )
-from pgcheck.registry import REGISTRY, register
+from pgcheck.errors import ErrorKind
 from pgcheck.report import Report, Row
 from pgcheck.sandbox import single_thread
 
@@ -90,7 +93,7 @@ def candidates(rewards: list[float], gamma: float, kind: str) -> dict[str, np.nd
     r = np.asarray(rewards, dtype=np.float64)
     n = r.size
     t = np.arange(n, dtype=np.float64)
-    pw = gamma ** t  # γ^t (with 0^0 = 1)
+    pw = gamma**t  # γ^t (with 0^0 = 1)
     g = reference(r, gamma, "reward_to_go")
     rev = (n - 1) - t  # T−1−t'
     backwards = _sum_from(np.broadcast_to(gamma ** rev[None, :], (n, n)), r)
@@ -102,7 +105,7 @@ def candidates(rewards: list[float], gamma: float, kind: str) -> dict[str, np.nd
     if kind == "return":
         return {
             "undiscounted": np.asarray(r.sum()),
-            "discount_backwards": np.asarray((gamma ** rev * r).sum()),
+            "discount_backwards": np.asarray((gamma**rev * r).sum()),
             "exponent_off_by_one": np.asarray((gamma ** (t + 1) * r).sum()),
             "last_reward_only": np.asarray(r[-1]),
         }
@@ -139,36 +142,36 @@ def candidates(rewards: list[float], gamma: float, kind: str) -> dict[str, np.nd
 DIAGNOSES: dict[str, str] = {
     "undiscounted": "You ignore γ: discount each reward by γ^(t'−t) (for the return, γ^t).",
     "discount_backwards": "You apply the discount backwards (the last reward gets γ^0). The "
-                          "reward k steps ahead gets γ^k: iterate t from T−1 down to 0 with "
-                          "G_t = r_t + γ G_{t+1}.",
+    "reward k steps ahead gets γ^k: iterate t from T−1 down to 0 with "
+    "G_t = r_t + γ G_{t+1}.",
     "exponent_off_by_one": "Your exponents start at 1: the first reward is not discounted, "
-                           "R = Σ_t γ^t r_t = r_0 + γ r_1 + ….",
+    "R = Σ_t γ^t r_t = r_0 + γ r_1 + ….",
     "last_reward_only": "You return only the last reward; sum all of them: R = Σ_t γ^t r_t.",
     "g0_everywhere": "You put the full return G_0 at every step. G_t only counts rewards from t "
-                     "on: G_t = r_t + γ G_{t+1}.",
+    "on: G_t = r_t + γ G_{t+1}.",
     "g0_times_gamma_t": "You use γ^t G_0 at every step; it should be γ^t G_t, where G_t only "
-                        "counts rewards from t on.",
+    "counts rewards from t on.",
     "reward_to_come": "You accumulate rewards forward (reward-to-come, Σ_{t'≤t}). The "
-                      "reward-to-go sums the rewards from t to the end: loop backwards, "
-                      "G_t = r_t + γ G_{t+1}.",
+    "reward-to-go sums the rewards from t to the end: loop backwards, "
+    "G_t = r_t + γ G_{t+1}.",
     "reward_to_come_from_start": "You accumulate discounted rewards forward from the start "
-                                 "(Σ_{t'≤t} γ^{t'} r_{t'}); the reward-to-go sums from t to the "
-                                 "end: G_t = r_t + γ G_{t+1}.",
+    "(Σ_{t'≤t} γ^{t'} r_{t'}); the reward-to-go sums from t to the "
+    "end: G_t = r_t + γ G_{t+1}.",
     "drops_current_reward": "Off by one: your G_t leaves out the current reward r_t. "
-                            "G_t = r_t + γ G_{t+1} includes it.",
+    "G_t = r_t + γ G_{t+1} includes it.",
     "drops_current_reward_shifted": "Off by one: you return G_{t+1} at step t (the current "
-                                    "reward r_t is dropped). Use G_t = r_t + γ G_{t+1}.",
+    "reward r_t is dropped). Use G_t = r_t + γ G_{t+1}.",
     "immediate_reward": "You return the immediate reward r_t only; add the discounted future: "
-                        "G_t = r_t + γ G_{t+1}.",
+    "G_t = r_t + γ G_{t+1}.",
     "discounted_rewards_not_summed": "You discount the rewards (γ^t r_t) but never sum them; "
-                                     "G_t = Σ_{t'≥t} γ^{t'−t} r_{t'}.",
+    "G_t = Σ_{t'≥t} γ^{t'−t} r_{t'}.",
     "reversed_order": "Your values are right but in reverse order: after a backward loop, "
-                      "reverse the list (or fill G[t] by index).",
+    "reverse the list (or fill G[t] by index).",
     "extra_gamma_t": "You return γ^t G_t (the discount counted from the episode's start); "
-                     "kind='reward_to_go' wants G_t = Σ_{t'≥t} γ^{t'−t} r_{t'}, discounted "
-                     "from t.",
+    "kind='reward_to_go' wants G_t = Σ_{t'≥t} γ^{t'−t} r_{t'}, discounted "
+    "from t.",
     "missing_gamma_t": "You return G_t without the γ^t factor (it only shows when γ < 1); "
-                       "kind='discounted_reward_to_go' wants γ^t G_t.",
+    "kind='discounted_reward_to_go' wants γ^t G_t.",
     "gamma_t_twice": "You apply γ^t twice (γ^{2t} G_t); multiply G_t by γ^t once.",
 }
 
@@ -179,16 +182,21 @@ _FORMULA = {
 }
 
 
-def measure_returns(fn: Callable[..., Any], *, kind: str = "reward_to_go",
-                    timeout: float = DEFAULT_TIMEOUT, rtol: float = 1e-6, atol: float = 1e-9,
-                    **unknown: Any) -> dict[str, Any]:
+def measure_returns(
+    fn: Callable[..., Any],
+    *,
+    kind: str = "reward_to_go",
+    timeout: float = DEFAULT_TIMEOUT,
+    rtol: float = 1e-6,
+    atol: float = 1e-9,
+    **unknown: Any,
+) -> dict[str, Any]:
     """Call ``fn(rewards, gamma)`` on every fixed case; plain numbers only, never raises.
 
     A result of the wrong shape is recorded (flattened, with its shape) when it holds numbers,
     so the judge can say what it is (e.g. the reward-to-go vector where the return was asked).
     """
-    early = measure_precheck("check_returns", unknown, OPTIONS,
-                             kind=("kind", kind, KINDS))
+    early = measure_precheck("check_returns", unknown, OPTIONS, kind=("kind", kind, KINDS))
     if early is not None:
         return early
     budget = Budget(timeout)
@@ -208,20 +216,26 @@ def measure_returns(fn: Callable[..., Any], *, kind: str = "reward_to_go",
                 if kind == "return" and loose is not None and msg2 is None and len(rewards) > 1:
                     values.append({"values": loose.tolist(), "shape": [len(rewards)]})
                     continue
-                return {"error": f"{msg} (rewards {rewards}, γ = {gamma})",
-                        "error_kind": "output"}
+                return failed(ErrorKind.OUTPUT, f"{msg} (rewards {rewards}, γ = {gamma})")
             values.append({"values": arr.reshape(-1).tolist(), "shape": list(arr.shape)})
     return {"check": "returns", "kind": kind, "values": values, "output": budget.output}
 
 
 @finite_rows
-def judge_returns(measurement: dict[str, Any], *, kind: str = "reward_to_go",
-                  timeout: float = DEFAULT_TIMEOUT, rtol: float = 1e-6, atol: float = 1e-9,
-                  **unknown: Any) -> Report:
+def judge_returns(
+    measurement: dict[str, Any],
+    *,
+    kind: str = "reward_to_go",
+    timeout: float = DEFAULT_TIMEOUT,
+    rtol: float = 1e-6,
+    atol: float = 1e-9,
+    **unknown: Any,
+) -> Report:
     """Compare with the exact reference on every case: |yours − ref| ≤ atol + rtol·|ref|."""
     check = "returns"
-    early = judge_precheck(measurement, check, "check_returns", unknown, OPTIONS,
-                           kind=("kind", kind, KINDS))
+    early = judge_precheck(
+        measurement, check, "check_returns", unknown, OPTIONS, kind=("kind", kind, KINDS)
+    )
     if early is not None:
         return early
     cases = return_cases()
@@ -240,44 +254,98 @@ def judge_returns(measurement: dict[str, Any], *, kind: str = "reward_to_go",
         if kind == "return" and yours.shape != ():
             vector_for_return = True
         ok = close(yours, ref, rtol, atol)
-        rows.append(Row(f"T={len(rewards)}, γ={gamma}", {
-            "rewards": list(rewards), "yours": yours.reshape(-1).tolist(),
-            "exact": ref.reshape(-1).tolist(),
-            "max |diff|": (float(np.max(np.abs(yours - ref))) if yours.shape == ref.shape
-                           else "shape differs")}))
+        rows.append(
+            Row(
+                f"T={len(rewards)}, γ={gamma}",
+                {
+                    "rewards": list(rewards),
+                    "yours": yours.reshape(-1).tolist(),
+                    "exact": ref.reshape(-1).tolist(),
+                    "max |diff|": (
+                        float(np.max(np.abs(yours - ref)))
+                        if yours.shape == ref.shape
+                        else "shape differs"
+                    ),
+                },
+            )
+        )
         if not ok and first_bad is None:
             first_bad = (rewards, gamma, yours, ref)
         for key, cand in candidates(rewards, gamma, kind).items():
             cand_ok[key] = cand_ok.get(key, True) and close(yours, cand, rtol, atol)
     formula = _FORMULA[kind]
     if first_bad is None:
-        return Report(passed=True, verdict="correct", check=check, rows=rows, notes=notes,
-                      message=(f"Your {kind.replace('_', '-')} matches {formula} on {len(cases)} "
-                               "reward sequences (length 1, γ = 0, γ = 1, random lengths)."))
+        return Report(
+            passed=True,
+            verdict="correct",
+            check=check,
+            rows=rows,
+            notes=notes,
+            message=(
+                f"Your {kind.replace('_', '-')} matches {formula} on {len(cases)} "
+                "reward sequences (length 1, γ = 0, γ = 1, random lengths)."
+            ),
+        )
     rewards, gamma, yours, ref = first_bad
     label = "R" if kind == "return" else ("G" if kind == "reward_to_go" else "γ^t G_t")
     shown = "[" + ", ".join(f"{v:.4g}" for v in rewards) + "]"
-    first = (f"For rewards {shown} and γ = {gamma}, you return {fmt_vec(yours)} "
-             f"but {label} = {fmt_vec(ref)}.")
+    first = (
+        f"For rewards {shown} and γ = {gamma}, you return {fmt_vec(yours)} "
+        f"but {label} = {fmt_vec(ref)}."
+    )
     if vector_for_return:
         same_as_g = all(
             close(np.array(rec["values"]), reference(np.array(r), gm, "reward_to_go"), rtol, atol)
-            for (r, gm), rec in zip(cases, values, strict=True) if len(rec["values"]) > 1)
-        advice = ("kind='return' wants a single number R = Σ_t γ^t r_t, but you return one value "
-                  "per step" + ("; that is the reward-to-go, whose first entry G_0 is the return."
-                                if same_as_g else "."))
-        return Report(passed=False, verdict="wrong", check=check, rows=rows, notes=notes,
-                      diagnosis="vector_instead_of_scalar", message=f"{first} {advice}")
+            for (r, gm), rec in zip(cases, values, strict=True)
+            if len(rec["values"]) > 1
+        )
+        advice = (
+            "kind='return' wants a single number R = Σ_t γ^t r_t, but you return one value "
+            "per step"
+            + (
+                "; that is the reward-to-go, whose first entry G_0 is the return."
+                if same_as_g
+                else "."
+            )
+        )
+        return Report(
+            passed=False,
+            verdict="wrong",
+            check=check,
+            rows=rows,
+            notes=notes,
+            diagnosis="vector_instead_of_scalar",
+            message=f"{first} {advice}",
+        )
     diagnosis = next((k for k, ok in cand_ok.items() if ok), None)
     if diagnosis is not None:
         advice = DIAGNOSES[diagnosis]
     else:
         diagnosis = "mismatch"
-        advice = (f"Compute {formula}; the backward loop G_t = r_t + γ G_{{t+1}} (G_T = 0) is the "
-                  "simplest way.")
-    return Report(passed=False, verdict="wrong", check=check, rows=rows, notes=notes,
-                  diagnosis=diagnosis, message=f"{first} {advice}")
+        advice = (
+            f"Compute {formula}; the backward loop G_t = r_t + γ G_{{t+1}} (G_T = 0) is the "
+            "simplest way."
+        )
+    return Report(
+        passed=False,
+        verdict="wrong",
+        check=check,
+        rows=rows,
+        notes=notes,
+        diagnosis=diagnosis,
+        message=f"{first} {advice}",
+    )
 
 
-register("returns", measure_returns, judge_returns)
-check_returns = REGISTRY["returns"]
+CHECK = Check("returns", measure_returns, judge_returns)
+
+
+def check_returns(
+    fn: Callable[..., Any], kind: str = "reward_to_go", *, timeout: float = 5.0, **options: Any
+) -> Report:
+    """Check a returns function ``fn(rewards [T], gamma) -> ...`` on several reward sequences.
+
+    ``kind="return"``: R = Σ_t γ^t r_t; ``"reward_to_go"``: G_t = Σ_{t'≥t} γ^{t'−t} r_{t'};
+    ``"discounted_reward_to_go"``: γ^t G_t.
+    """
+    return run_check(CHECK, fn, kind=kind, timeout=timeout, **options)

@@ -1,0 +1,43 @@
+"""Every check pgcheck knows, registered explicitly in this one place.
+
+To add a check: write ``pgcheck/checks/<name>.py`` with ``measure``, ``judge``,
+``CHECK = Check(name, measure, judge)`` and a documented ``check_<name>`` front, then add
+the module to :data:`BUILT_IN` below and the front to ``pgcheck/__init__.py``. An extension
+outside pgcheck (e.g. a course's own check) calls :func:`register`.
+"""
+
+from __future__ import annotations
+
+from pgcheck.checks import (
+    log_prob,
+    pseudo_loss,
+    returns,
+    rollout,
+    score_estimator,
+    score_function,
+    trajectory_log_prob,
+    value_loss,
+)
+from pgcheck.checks.base import Check, Judge, Measure
+
+#: The checks that ship with pgcheck, in the order the course meets them.
+BUILT_IN: tuple[Check, ...] = (
+    score_function.CHECK,
+    score_estimator.CHECK,
+    log_prob.CHECK,
+    trajectory_log_prob.CHECK,
+    pseudo_loss.CHECK,
+    returns.CHECK,
+    rollout.CHECK,
+    value_loss.CHECK,
+)
+
+#: name -> check.
+REGISTRY: dict[str, Check] = {check.name: check for check in BUILT_IN}
+
+
+def register(name: str, measure: Measure, judge: Judge) -> Check:
+    """Register an extension check under ``name`` and return it."""
+    check = Check(name, measure, judge)
+    REGISTRY[name] = check
+    return check

@@ -1,0 +1,225 @@
+"""The mistakes pgcheck names: each code once, with the formula it computes and its message.
+
+The message says what to change, in one or two sentences, in the course's notation
+(G_t = Σ_{t'≥t} γ^{t'−t} r_{t'}, R(τ) = Σ_t γ^t r_t, the correct weight of log π(a_t|s_t) is
+γ^t G_t). To add a mistake: add a :class:`Mistake` here, and a reference estimator that makes it
+to :mod:`pgcheck.diagnosis.estimators` (or a weight pattern to its ``PATTERNS``), so that
+:mod:`pgcheck.diagnosis.matching` can recognise it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Mistake:
+    """A named mistake: its code, what it computes, and what the learner should change."""
+
+    code: str
+    formula: str
+    message: str
+
+
+#: Every mistake of a pseudo-loss, in the order they are listed to learners.
+MISTAKES: tuple[Mistake, ...] = (
+    Mistake(
+        "correct",
+        "w_t = γ^t G_t (or R(τ), or either minus b(s_t))",
+        "Your pseudo-loss is a correct policy-gradient estimator.",
+    ),
+    Mistake(
+        "sign_flipped",
+        "L = +Σ_t w_t log π(a_t|s_t): E[ĝ] = −∇J",
+        (
+            "The sign is flipped: minimising your loss climbs down J. The optimiser minimises, so"
+            " return the negative surrogate, L = −(1/N) Σ_i Σ_t γ^t G_t log π(a_t|s_t)."
+        ),
+    ),
+    Mistake(
+        "probs_instead_of_log_probs",
+        "L = −Σ_t w_t π(a_t|s_t)",
+        (
+            "You weight the probability π(a_t|s_t) where the log-derivative trick needs log "
+            "π(a_t|s_t): use log_probs (or −F.cross_entropy(logits, actions)), not probs."
+        ),
+    ),
+    Mistake(
+        "zero_gradient",
+        "L = −Σ_t Σ_a π(a|s_t) q_t: ∇ Σ_a π(a|s) = 0",
+        (
+            "Your loss depends on θ but its expected gradient is exactly zero. If you summed "
+            "softmax(logits)·q over all actions: the probabilities always add up to 1, so that "
+            "sum does not move with θ. Weight log π(a_t|s_t) of the action that was actually "
+            "taken."
+        ),
+    ),
+    Mistake(
+        "theta_leak",
+        "w_t = γ^t (G_t − V_θ(s_t)) with V_θ not detached",
+        (
+            "θ leaks into your weights: `values` depends on θ and your loss differentiates it. "
+            "Use values.detach() as the baseline, so only log π(a_t|s_t) is differentiated."
+        ),
+    ),
+    Mistake(
+        "action_dependent_baseline",
+        "w_t = γ^t (G_t − b(s_t, a_t))",
+        (
+            "What you subtract from the return depends on the action a_t, so it is not a "
+            "baseline: E[b(s_t,a_t) ∇log π(a_t|s_t)] ≠ 0. Subtract something that depends only on"
+            " s_t (and the past), e.g. values.detach()."
+        ),
+    ),
+    Mistake(
+        "drops_current_reward",
+        "w_t = γ^t (G_t − r_t) = γ^{t+1} G_{t+1}",
+        (
+            "Your reward-to-go leaves out r_t, the reward that a_t itself earned (it starts at "
+            "r_{t+1}). Use G_t = r_t + γ G_{t+1}."
+        ),
+    ),
+    Mistake(
+        "reward_to_come",
+        "w_t = Σ_{t'≤t} γ^{t'} r_{t'}",
+        (
+            "You weight log π(a_t|s_t) by the rewards collected up to step t. An action cannot "
+            "change the past: weight it by the rewards from t on, G_t = Σ_{t'≥t} γ^{t'−t} r_{t'}."
+        ),
+    ),
+    Mistake(
+        "discount_backwards",
+        "w_t = γ^t Σ_{t'≤t} γ^{t−t'} r_{t'}",
+        (
+            "Your discounted sum runs the wrong way: a forward loop G = r_t + γ·G gives Σ_{t'≤t} "
+            "γ^{t−t'} r_{t'}. Loop backwards from the last step: G_t = r_t + γ G_{t+1}."
+        ),
+    ),
+    Mistake(
+        "immediate_reward",
+        "w_t = γ^t r_t",
+        (
+            "You weight log π(a_t|s_t) by the immediate reward r_t only; an action also shapes "
+            "the rewards after it. Use the reward-to-go γ^t G_t."
+        ),
+    ),
+    Mistake(
+        "undiscounted_return",
+        "w_t = Σ_t r_t",
+        "Your return ignores γ: use R(τ) = Σ_t γ^t r_t (the objective is discounted).",
+    ),
+    Mistake(
+        "undiscounted_reward_to_go",
+        "w_t = γ^t Σ_{t'≥t} r_{t'}",
+        "Your reward-to-go ignores γ: use G_t = Σ_{t'≥t} γ^{t'−t} r_{t'}.",
+    ),
+    Mistake(
+        "missing_gamma_t",
+        "w_t = G_t",
+        (
+            "You weight log π(a_t|s_t) by G_t without the factor γ^t. For the discounted "
+            "objective J = E[Σ_t γ^t r_t] the weight is γ^t G_t. (Dropping γ^t is a common "
+            "convention, biased when γ < 1; pass accept_missing_gamma_t=True to accept it.)"
+        ),
+    ),
+    Mistake(
+        "discounted_twice",
+        "w_t = γ^t R(τ)",
+        (
+            "R(τ) is already discounted from t = 0; multiplying it by γ^t again discounts twice. "
+            "Use R(τ) at every step, or γ^t G_t."
+        ),
+    ),
+    Mistake(
+        "per_episode_mean",
+        "L_i = −(1/T_i) Σ_t w_t log π(a_t|s_t)",
+        (
+            "You divide each episode's sum by its length T_i. Lengths differ and depend on θ, so "
+            "this biases the gradient: sum over t, and average over episodes only."
+        ),
+    ),
+    Mistake(
+        "forgotten_mask",
+        "padded steps t ≥ T_i enter with log π(a_t|s_t) ≠ 0",
+        (
+            "Padded steps after an episode ended enter your loss (log π is not zero there). "
+            "Multiply by mask before summing over t."
+        ),
+    ),
+    Mistake(
+        "advantage_normalisation",
+        "w_t = (w_t − mean_batch(w)) / std_batch(w)",
+        (
+            "You normalise the weights over the batch ((w − mean)/std). For a finite batch this "
+            "is biased (here checked exactly at B = 2); it is a popular variance-reduction trick,"
+            " but it does not estimate ∇J. Subtract a baseline instead, or accept the bias "
+            "knowingly."
+        ),
+    ),
+    Mistake(
+        "sum_over_batch",
+        "L = −Σ_i Σ_t w_t log π: E[ĝ] = B ∇J",
+        (
+            "Your loss sums over the trajectories of the batch, so its gradient is B·∇J (B = the "
+            "batch size). It points the right way; use .mean() over trajectories so that the "
+            "learning rate does not depend on B."
+        ),
+    ),
+    Mistake(
+        "mean_over_steps",
+        "L = −(1/BT) Σ_i Σ_t w_t log π: E[ĝ] = ∇J / T",
+        (
+            "Your loss averages over all B×T entries, so its gradient is ∇J / T (T = padded "
+            "length). It points the right way; summing over t and averaging over trajectories "
+            "gives ∇J itself."
+        ),
+    ),
+    Mistake(
+        "no_path_to_theta",
+        "∇_θ L = 0 identically (log π detached)",
+        (
+            "Your loss has no path to θ: its gradient is missing. Don't call .detach(), .item(), "
+            ".numpy() or torch.tensor(...) on log_probs or logits."
+        ),
+    ),
+)
+
+#: code -> message.
+MESSAGES: dict[str, str] = {m.code: m.message for m in MISTAKES}
+
+
+def message_for(code: str) -> str:
+    """The message for a (possibly combined, '+'-joined) diagnosis code."""
+    return " ".join(MESSAGES.get(part, "") for part in code.split("+")).strip()
+
+
+# --------------------------------------------------------------------------- verdict texts
+#: The texts of the pseudo-loss verdicts that are not a single mistake's message.
+UNBIASED = "{correct} E[−∇L] = ∇J on all {n} instances (largest relative error {err:.1e}).{note}"
+UNBIASED_MIXING = " It mixes trajectories in a batch and is still unbiased ({where})."
+SCALED = (
+    "Your loss's expected gradient is a positive multiple of ∇J (α = {alphas}): it points "
+    "the right way, scaled."
+)
+SCALED_MIXING = (
+    " Your loss mixes trajectories; at batch size 2 a baseline that includes the "
+    "trajectory itself (e.g. the batch mean) scales ∇J by (1 − 1/B)."
+)
+ACCEPTED_CONVENTION = (
+    "Accepted by option: your loss follows the common convention "
+    "Σ_t G_t ∇log π(a_t|s_t) without γ^t, which is biased for the discounted "
+    "objective when γ < 1 but widely used."
+)
+ACCEPTED_SCALED = " It is a positive multiple (β = {beta:.4g}) of that convention's gradient."
+UNRECOGNISED = (
+    "Your pseudo-loss is biased: E[−∇L] differs from ∇J by more than a factor "
+    "(relative residual {residual:.2g}). Check that you weight "
+    "log π(a_t|s_t) of the taken action by γ^t G_t (or R(τ)), minus a baseline "
+    "that depends only on s_t, with the mask applied."
+)
+ONE_AT_A_TIME = (
+    "your loss fails on a batch of several trajectories, so it was "
+    "checked one trajectory at a time (B = 1). Make it work on a batch "
+    "[B, T] to train efficiently."
+)
+NUMBERS = "\nOn {problem}: ∇J = {grad_j}, E[−∇L] = {expected}."

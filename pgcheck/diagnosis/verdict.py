@@ -1,0 +1,216 @@
+"""The verdict of the pseudo-loss check, as an ordered list of small named rules.
+
+Each rule looks at the :class:`Evidence` (the learner's exact E[ĝ] on every instance, ∇J, and
+the decomposition E[ĝ] = α ∇J + r) and either returns the :class:`~pgcheck.report.Report` or
+passes (None) to the next rule. :data:`RULES` is the order; the last rule always answers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any
+
+from torch import Tensor
+
+from pgcheck.diagnosis import mistakes as text
+from pgcheck.diagnosis.matching import RTOL, Found, decompose, diagnose, diagnose_weights
+from pgcheck.diagnosis.mistakes import MESSAGES, message_for
+from pgcheck.problems import Problem
+from pgcheck.report import Report, Row
+
+CHECK = "pseudo_loss"
+
+
+@dataclass
+class Evidence:
+    """What the rules decide on."""
+
+    probs: list[Problem]
+    gs: list[Tensor]  # E[ĝ] per instance
+    gjs: list[Tensor]  # ∇J per instance
+    mode: str  # "separable" or "mixing"
+    reductions: set[str]  # "mean", "sum", "one-at-a-time", "mixing"
+    leaks: bool  # the loss differentiates the θ-dependent `values`
+    weights: dict[str, Any] | None  # the learner's exact per-step weights, if extracted
+    accept_missing_gamma_t: bool
+    rows: list[Row] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    figure_data: dict[str, Any] | None = None
+
+    @cached_property
+    def parts(self) -> list[tuple[float, float, float]]:
+        """(α, ‖r‖/‖E[ĝ]‖, ‖E[ĝ] − ∇J‖/‖∇J‖) per instance."""
+        return [decompose(g, gj) for g, gj in zip(self.gs, self.gjs, strict=True)]
+
+    @property
+    def alphas(self) -> list[float]:
+        return [a for a, _, _ in self.parts]
+
+    @property
+    def parallel(self) -> bool:
+        """E[ĝ] ∥ ∇J on every instance (r = 0)."""
+        return all(rr <= RTOL for _, rr, _ in self.parts)
+
+    @cached_property
+    def found(self) -> Found | None:
+        """The recognised mistake (code, β), matched by weights first, then by gradients."""
+        return diagnose_weights(self.weights) or diagnose(self.gs, self.probs, self.mode)
+
+    def numbers(self) -> str:
+        """The instance where the vectors differ most, gradcheck-style."""
+        i = max(range(len(self.gs)), key=lambda k: self.parts[k][1])
+        return text.NUMBERS.format(
+            problem=self.probs[i].name, grad_j=_vec(self.gjs[i]), expected=_vec(self.gs[i])
+        )
+
+    def report(
+        self,
+        passed: bool,
+        verdict: str,
+        message: str,
+        scale: float | None,
+        diagnosis: str | None = None,
+    ) -> Report:
+        return Report(
+            passed,
+            verdict,
+            message,
+            scale=scale,
+            diagnosis=diagnosis,
+            check=CHECK,
+            rows=self.rows,
+            notes=self.notes,
+            figure_data=self.figure_data,
+        )
+
+
+Rule = Callable[[Evidence], Report | None]
+
+
+def unbiased(ev: Evidence) -> Report | None:
+    """E[ĝ] = ∇J on every instance."""
+    max_err = max(err for _, _, err in ev.parts)
+    if max_err > RTOL:
+        return None
+    where = "at B = 2, over every batch of two" if ev.mode == "mixing" else "exactly"
+    note = text.UNBIASED_MIXING.format(where=where) if ev.mode == "mixing" else ""
+    return ev.report(
+        True,
+        "unbiased",
+        text.UNBIASED.format(correct=MESSAGES["correct"], n=len(ev.probs), err=max_err, note=note),
+        1.0,
+    )
+
+
+def zero_gradient(ev: Evidence) -> Report | None:
+    """E[ĝ] = 0 exactly although ∇J ≠ 0 (e.g. Σ_a π(a|s) q summed over all actions)."""
+    if not all(
+        float(g.abs().max()) <= 1e-12 * float(gj.abs().max())
+        for g, gj in zip(ev.gs, ev.gjs, strict=True)
+    ):
+        return None
+    return ev.report(
+        False, "biased", message_for("zero_gradient") + ev.numbers(), 0.0, "zero_gradient"
+    )
+
+
+def theta_leak(ev: Evidence) -> Report | None:
+    """The loss differentiates the θ-dependent values V(s_t)."""
+    if not ev.leaks:
+        return None
+    return ev.report(
+        False, "biased", message_for("theta_leak") + ev.numbers(), ev.alphas[0], "theta_leak"
+    )
+
+
+def scaled(ev: Evidence) -> Report | None:
+    """E[ĝ] = α ∇J with α > 0: the right direction (passes, with the reason for α)."""
+    if not (ev.parallel and all(a > 0 for a in ev.alphas)):
+        return None
+    code = _scaled_code(ev.reductions, ev.alphas, ev.probs)
+    msg = message_for(code) if code else text.SCALED.format(alphas=_alphas(ev.alphas))
+    if ev.mode == "mixing" and not code:
+        msg += text.SCALED_MIXING
+    return ev.report(True, "scaled", msg, ev.alphas[0], code)
+
+
+def sign_flipped(ev: Evidence) -> Report | None:
+    """E[ĝ] = α ∇J with α < 0."""
+    if not (ev.parallel and all(a < 0 for a in ev.alphas)):
+        return None
+    return ev.report(
+        False, "biased", message_for("sign_flipped") + ev.numbers(), ev.alphas[0], "sign_flipped"
+    )
+
+
+def accepted_convention(ev: Evidence) -> Report | None:
+    """Σ_t G_t ∇log π without γ^t, accepted by ``accept_missing_gamma_t=True``."""
+    if not (
+        ev.accept_missing_gamma_t and ev.found is not None and ev.found[0] == "missing_gamma_t"
+    ):
+        return None
+    beta = ev.found[1]
+    exact = abs(beta - 1) <= 1e-6
+    note = "" if exact else text.ACCEPTED_SCALED.format(beta=beta)
+    return ev.report(
+        beta > 0,
+        "unbiased" if exact else "scaled",
+        text.ACCEPTED_CONVENTION + note,
+        beta,
+        "missing_gamma_t",
+    )
+
+
+def named_mistake(ev: Evidence) -> Report:
+    """Biased: name the mistake when it is recognised, else say what the weights should be."""
+    code = None
+    if ev.found is not None:
+        code, beta = ev.found
+        if beta < 0:
+            code = "sign_flipped+" + code
+    if code is None:
+        msg = text.UNRECOGNISED.format(residual=max(rr for _, rr, _ in ev.parts))
+    else:
+        msg = message_for(code)
+    return ev.report(False, "biased", msg + ev.numbers(), ev.alphas[0], code)
+
+
+#: The rules in the order they are tried.
+RULES: tuple[Rule, ...] = (
+    unbiased,
+    zero_gradient,
+    theta_leak,
+    scaled,
+    sign_flipped,
+    accepted_convention,
+    named_mistake,
+)
+
+
+def decide(ev: Evidence) -> Report:
+    """The first rule that answers."""
+    for rule in RULES:
+        report = rule(ev)
+        if report is not None:
+            return report
+    raise AssertionError("the last rule always answers")  # pragma: no cover
+
+
+def _scaled_code(reductions: set[str], alphas: list[float], probs: list[Problem]) -> str | None:
+    if reductions == {"sum"}:
+        return "sum_over_batch"
+    if all(abs(a * p.horizon - 1) < 1e-6 for a, p in zip(alphas, probs, strict=True)):
+        return "mean_over_steps" if any(p.horizon > 1 for p in probs) else None
+    return None
+
+
+def _alphas(alphas: list[float]) -> str:
+    if max(alphas) - min(alphas) <= 1e-9 * max(abs(a) for a in alphas):
+        return f"{alphas[0]:.4g}"
+    return ", ".join(f"{a:.4g}" for a in alphas)
+
+
+def _vec(v: Tensor) -> str:
+    return "[" + ", ".join(f"{x:.4f}" for x in v.tolist()[:5]) + (", …]" if v.numel() > 5 else "]")

@@ -1,0 +1,86 @@
+"""The package's layout holds: no import cycles, every module documented, the registry explicit."""
+
+from __future__ import annotations
+
+import ast
+import importlib
+from pathlib import Path
+
+import pgcheck
+from pgcheck.checks.registry import BUILT_IN, REGISTRY
+
+ROOT = Path(pgcheck.__file__).parent
+
+
+def _module_name(path: Path) -> str:
+    parts = path.relative_to(ROOT.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _imports(path: Path, modules: set[str]) -> set[str]:
+    """The pgcheck modules ``path`` imports at module level (deferred imports excluded)."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    found: set[str] = set()
+    for node in tree.body:
+        names: list[str] = []
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+        found.update(n for n in names if n in modules)
+    return found
+
+
+def import_graph() -> dict[str, set[str]]:
+    paths = {_module_name(p): p for p in ROOT.rglob("*.py") if "__pycache__" not in p.parts}
+    modules = set(paths)
+    graph = {m: _imports(p, modules) - {m} for m, p in paths.items()}
+    # the root package re-exports everything; edges into it are the implicit parent import
+    for deps in graph.values():
+        deps.discard("pgcheck")
+    return graph
+
+
+def test_no_import_cycles() -> None:
+    graph = import_graph()
+    state: dict[str, int] = {}
+    stack: list[str] = []
+
+    def visit(m: str) -> None:
+        state[m] = 1
+        stack.append(m)
+        for d in sorted(graph[m]):
+            if state.get(d) == 1:
+                cycle = stack[stack.index(d) :] + [d]
+                raise AssertionError("import cycle: " + " -> ".join(cycle))
+            if d not in state:
+                visit(d)
+        stack.pop()
+        state[m] = 2
+
+    for m in sorted(graph):
+        if m not in state:
+            visit(m)
+
+
+def test_every_module_says_what_it_holds() -> None:
+    missing = [
+        m
+        for m, p in sorted((_module_name(p), p) for p in ROOT.rglob("*.py"))
+        if "__pycache__" not in p.parts and not ast.get_docstring(ast.parse(p.read_text()))
+    ]
+    assert not missing, f"modules without a docstring: {missing}"
+
+
+def test_registry_is_the_built_in_list() -> None:
+    assert [c.name for c in BUILT_IN] == [n for n in REGISTRY if n in {c.name for c in BUILT_IN}]
+    for check in BUILT_IN:
+        module = importlib.import_module(check.measure.__module__)
+        assert module.CHECK is check
+        front = getattr(pgcheck, f"check_{check.name}")
+        assert front.__module__ == module.__name__ and front.__doc__
+
+
+def test_public_api_is_explicit() -> None:
+    for name in pgcheck.__all__:
+        assert hasattr(pgcheck, name), name
