@@ -416,19 +416,21 @@ def test_judge_rejects_a_measurement_of_another_shape():
     assert report.verdict == "error" and report.diagnosis == "usage"
 
 
-def test_hidden_test_passes_and_fails():
-    import pgcheck.grading as grading
-
+def test_hidden_test_passes_and_fails(capfd):
     namespace = {"log_prob_trajectory": vectorised}
     exec(
         "import pgcheck.grading\n"  # noqa: S102 - a fixed snippet, as in a hidden test cell
-        'pgcheck.grading.hidden_test("trajectory_log_prob", "log_prob_trajectory")',
+        'result = pgcheck.grading.hidden_test("trajectory_log_prob", "log_prob_trajectory")',
         namespace,
     )
+    assert namespace["result"] is None  # nbgrader must not read the value as partial credit
     namespace["log_prob_trajectory"] = m_policy_only
-    with pytest.raises(AssertionError, match="hidden test failed"):
+    with pytest.raises(AssertionError) as failed:
         exec(
             'pgcheck.grading.hidden_test("trajectory_log_prob", "log_prob_trajectory")',  # noqa: S102
             namespace,
         )
-    assert grading.hidden_test is not None
+    # the contract: "hidden test failed" and nothing else, no chained exception, no output
+    assert str(failed.value) == "hidden test failed"
+    assert failed.value.__cause__ is None and failed.value.__suppress_context__
+    assert capfd.readouterr() == ("", "")
