@@ -19,9 +19,9 @@ from __future__ import annotations
 import functools
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, TypedDict
+from typing import Any, TypedDict, TypeVar
 
 import numpy as np
 import torch
@@ -39,8 +39,33 @@ class Measurement(TypedDict, total=False):
     output: str
 
 
-Measure = Callable[..., dict[str, Any]]
+Measure = Callable[..., Mapping[str, Any]]
 Judge = Callable[..., Report]
+
+#: The evidence a check's rules look at (each check defines its own evidence class).
+EvidenceT = TypeVar("EvidenceT")
+AnswerT = TypeVar("AnswerT")
+#: A verdict rule: the report when it recognises the evidence, else None (pass it on).
+Rule = Callable[[EvidenceT], Report | None]
+
+
+def first_answer(
+    rules: Sequence[Callable[[EvidenceT], AnswerT | None]], evidence: EvidenceT
+) -> AnswerT | None:
+    """The answer of the first rule that does not return None, or None if none answers."""
+    for rule in rules:
+        answer = rule(evidence)
+        if answer is not None:
+            return answer
+    return None
+
+
+def decide(rules: Sequence[Rule[EvidenceT]], evidence: EvidenceT) -> Report:
+    """The report of the first rule that answers; the last rule of ``rules`` must always answer."""
+    report = first_answer(rules, evidence)
+    if report is None:
+        raise AssertionError("no rule answered: the last rule must always answer")
+    return report
 
 
 @dataclass(frozen=True)
@@ -98,14 +123,17 @@ def timeout_message(name: str, total: float) -> str:
     )
 
 
-def failed(kind: ErrorKind | str, message: str) -> dict[str, Any]:
-    """A measurement that records a failure (the one error shape every check uses)."""
+def failed(kind: ErrorKind | str, message: str) -> Any:
+    """A measurement that records a failure (the one error shape every check uses).
+
+    Typed ``Any`` so that every check's typed measure (its own TypedDict) can return it.
+    """
     return {"error": measured(kind, message)}
 
 
 def learner_call(
     fn: Callable[..., Any], args: dict[str, Any], budget: Budget, name: str
-) -> tuple[Any, dict[str, Any] | None]:
+) -> tuple[Any, Any]:
     """Call ``fn(*args.values())`` positionally through :func:`call_learner`.
 
     Returns ``(value, None)`` or ``(None, failed(kind, message))``.
@@ -172,10 +200,11 @@ def to_array(value: Any) -> np.ndarray:
 
 def read_output(
     value: Any, shape: tuple[int, ...], name: str, what: str, allow_nonfinite: bool = False
-) -> tuple[np.ndarray | None, str | None]:
+) -> tuple[Any, str | None]:
     """Convert and shape-check a learner's output; ``(array, None)`` or ``(None, message)``.
 
-    A single number is accepted where a 0-d or one-element result is expected.
+    A single number is accepted where a 0-d or one-element result is expected. The array is
+    typed ``Any`` because it is None exactly when the message is not (mypy cannot see that).
     """
     try:
         arr = to_array(value)
@@ -225,7 +254,7 @@ def finite_rows(judge: Callable[..., Report]) -> Callable[..., Report]:
     """Decorate a judge so that NaN/inf in its report's table become the strings "nan"/"inf"."""
 
     @functools.wraps(judge)
-    def wrapped(measurement: dict[str, Any], **options: Any) -> Report:
+    def wrapped(measurement: Any, **options: Any) -> Report:
         report = judge(measurement, **options)
         for row in report.rows:
             row.columns = {k: _clean_value(v) for k, v in row.columns.items()}
@@ -234,7 +263,7 @@ def finite_rows(judge: Callable[..., Report]) -> Callable[..., Report]:
     return wrapped
 
 
-def usage_error(check: str, message: str) -> dict[str, Any]:
+def usage_error(check: str, message: str) -> Any:
     """A measurement that records a wrong option (the caller's mistake, not the learner's)."""
     return failed(ErrorKind.USAGE, f"pgcheck.{check}: {message}")
 
@@ -244,7 +273,7 @@ def measure_precheck(
     unknown: dict[str, Any],
     valid: list[str],
     kind: tuple[str, str, tuple[str, ...]] | None = None,
-) -> dict[str, Any] | None:
+) -> Any:
     """The start of every measure: a measurement recording an unknown option, or a
     ``kind = (option name, value, allowed values)`` outside the allowed ones; else None."""
     bad = unknown_options(public, unknown, valid)
@@ -256,7 +285,7 @@ def measure_precheck(
     return None
 
 
-def error_report(measurement: dict[str, Any], check: str) -> Report | None:
+def error_report(measurement: Mapping[str, Any], check: str) -> Report | None:
     """The error report for a measurement that recorded an error, else None."""
     err = measurement.get("error")
     if err is None:
@@ -267,7 +296,7 @@ def error_report(measurement: dict[str, Any], check: str) -> Report | None:
 
 
 def judge_precheck(
-    measurement: dict[str, Any],
+    measurement: Mapping[str, Any],
     check: str,
     public: str,
     unknown: dict[str, Any],
@@ -303,7 +332,7 @@ def count_mismatch(got: list[Any], expected: int, check: str, public: str) -> Re
     )
 
 
-def output_notes(measurement: dict[str, Any]) -> list[str]:
+def output_notes(measurement: Mapping[str, Any]) -> list[str]:
     """A note with what the learner's function printed, if anything."""
     out = measurement.get("output") or ""
     if not out:
