@@ -19,15 +19,16 @@ from __future__ import annotations
 import functools
 import math
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, TypedDict, TypeVar
+from typing import Any, TypedDict
 
 import numpy as np
 import torch
 
 from pgcheck.errors import ErrorKind, MeasuredError, measured
 from pgcheck.report import Report
+from pgcheck.rules import Rule, decide, first_answer  # noqa: F401 - re-exported for the checks
 from pgcheck.sandbox import call_learner, guarded_state, quiet, single_thread
 
 
@@ -41,31 +42,6 @@ class Measurement(TypedDict, total=False):
 
 Measure = Callable[..., Mapping[str, Any]]
 Judge = Callable[..., Report]
-
-#: The evidence a check's rules look at (each check defines its own evidence class).
-EvidenceT = TypeVar("EvidenceT")
-AnswerT = TypeVar("AnswerT")
-#: A verdict rule: the report when it recognises the evidence, else None (pass it on).
-Rule = Callable[[EvidenceT], Report | None]
-
-
-def first_answer(
-    rules: Sequence[Callable[[EvidenceT], AnswerT | None]], evidence: EvidenceT
-) -> AnswerT | None:
-    """The answer of the first rule that does not return None, or None if none answers."""
-    for rule in rules:
-        answer = rule(evidence)
-        if answer is not None:
-            return answer
-    return None
-
-
-def decide(rules: Sequence[Rule[EvidenceT]], evidence: EvidenceT) -> Report:
-    """The report of the first rule that answers; the last rule of ``rules`` must always answer."""
-    report = first_answer(rules, evidence)
-    if report is None:
-        raise AssertionError("no rule answered: the last rule must always answer")
-    return report
 
 
 @dataclass(frozen=True)
