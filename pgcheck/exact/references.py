@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from pgcheck.exact.expectation import Evaluator, pairwise_expectation, separable_expectation
+from pgcheck.exact.expectation import Evaluator, batch_expectation, separable_expectation
 from pgcheck.exact.vocabulary import requested_names
 from pgcheck.problems import Problem
 
@@ -38,7 +38,7 @@ def reference_expectation(code: str, fn: Callable[..., Any], prob: Problem, mode
     if key not in _REF:
         ev = Evaluator(fn, requested_names(fn), timeout=60.0, trusted=True)
         if mode == "mixing":
-            exp = pairwise_expectation(ev, prob)
+            exp = batch_expectation(ev, prob)
         else:
             exp, _ = separable_expectation(ev, prob, 1)
             if exp is None:
