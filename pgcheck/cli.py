@@ -71,7 +71,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="an option of the check, VALUE as JSON (e.g. "
         "accept_missing_gamma_t=true, problem='\"mdp-linear\"')",
     )
-    parser.add_argument("--timeout", type=float, default=5.0, help="CPU seconds for the function's calls (default 5)")
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=5.0,
+        help="CPU seconds for the function's calls (default 5)",
+    )
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     args = parser.parse_args(argv)
     options: dict[str, Any] = {"timeout": args.timeout}

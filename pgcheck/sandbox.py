@@ -296,9 +296,7 @@ def call_learner(
             "from inside loops (print a summary once instead).",
         )
     if result.error is None:
-        changed = [
-            k for k in _changed(before, after) if k not in ("grad mode", "default dtype")
-        ]
+        changed = [k for k in _changed(before, after) if k not in ("grad mode", "default dtype")]
         if (
             before["default dtype"] != after["default dtype"]
             or before["default dtype setter called"] != after["default dtype setter called"]

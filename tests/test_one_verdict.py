@@ -83,8 +83,10 @@ BANK: dict[str, tuple[list[str], list[str]]] = {
             """def discounted_return(rewards, gamma):
     return sum(gamma**t * r for t, r in enumerate(rewards.tolist()))""",
         ],
-        ["""def discounted_return(rewards, gamma):
-    return rewards.sum()"""],
+        [
+            """def discounted_return(rewards, gamma):
+    return rewards.sum()"""
+        ],
     ),
     "mc_gradient_loss": (
         [
@@ -227,8 +229,10 @@ def mc_gradient_loss(logits, actions, mask, returns):
             """def value_loss(values, targets, mask):
     return ((values - targets.detach()) ** 2 * mask).sum() / mask.sum()""",
         ],
-        ["""def value_loss(values, targets, mask):
-    return ((values - targets) ** 2).mean()"""],
+        [
+            """def value_loss(values, targets, mask):
+    return ((values - targets) ** 2).mean()"""
+        ],
     ),
 }
 

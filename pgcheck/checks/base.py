@@ -12,7 +12,8 @@ Every check ``check_X(fn, **options)`` is the composition
 An isolated grader runs ``measure`` next to the learner's code and ``judge`` in the trusted
 parent process. :func:`run_check` does the same on the learner's own machine: it validates
 the options shared by every check (:func:`validate_timeout`), runs ``measure`` in a forked
-child (:func:`pgcheck.sandbox.run_in_child`) and ``judge`` in the calling process. Below: the time budget, calling the learner, reading its output into plain
+child (:func:`pgcheck.sandbox.run_in_child`) and ``judge`` in the calling process.
+Below: the time budget, calling the learner, reading its output into plain
 numbers, and the bits of a report every check has.
 """
 
