@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from pgcheck.checks.base import validate_timeout
 from pgcheck.checks.registry import REGISTRY
 from pgcheck.errors import ErrorKind
 from pgcheck.report import Report
@@ -71,7 +72,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="an option of the check, VALUE as JSON (e.g. "
         "accept_missing_gamma_t=true, problem='\"mdp-linear\"')",
     )
-    parser.add_argument("--timeout", type=float, default=5.0, help="seconds (default 5)")
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=5.0,
+        help="CPU seconds for the function's calls (default 5)",
+    )
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     args = parser.parse_args(argv)
     options: dict[str, Any] = {"timeout": args.timeout}
@@ -81,7 +87,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             options[key] = json.loads(value)
         except json.JSONDecodeError:
             options[key] = value
-    fn, problem = _load(args.target, args.timeout)
+    bad = validate_timeout("cli", args.timeout)
+    if bad is not None:
+        fn, problem = None, bad.replace("pgcheck.cli: timeout=", "--timeout ")
+    else:
+        fn, problem = _load(args.target, args.timeout)
     if problem is not None:
         report = Report.error(problem, check=args.check)
     else:

@@ -1,15 +1,30 @@
 """Calling a learner's function safely: time limit, captured output, guarded global state.
 
-:func:`call_learner` never raises and never writes to stderr: every failure of the
-learner's code comes back as a :class:`LearnerError` with a message that says what to change.
+Two layers:
+
+* :func:`call_learner` runs one call of the learner's function with a **CPU-time** limit
+  (``ITIMER_PROF``: the learner's own CPU seconds, so a loaded machine gives the same verdict
+  as a quiet one), captured output and guarded global state. It never raises and never
+  writes to stderr: every failure comes back as a :class:`LearnerError`.
+* :func:`run_in_child` runs a whole measurement in a forked child process: the child has
+  fds 1 and 2 on /dev/null, SIGINT ignored, an ``RLIMIT_CPU`` backstop, and sends back only
+  plain JSON data over a pipe; the parent enforces a wall limit (generous, so that load
+  cannot trip it: :func:`wall_limit`). ``os._exit``, a crash, a signal handler that swallows
+  the alarm, a ``fork`` inside the learner's code or an exception that escapes every guard
+  then end the child, never the learner's kernel, and become an ``"error"`` measurement.
 """
 
 from __future__ import annotations
 
 import contextlib
 import io
+import json
+import math
+import os
 import random
+import select
 import signal
+import struct
 import sys
 import threading
 import time
@@ -40,6 +55,7 @@ class CallResult:
     error: LearnerError | None = None
     output: str = ""
     warnings: list[str] = field(default_factory=list)
+    cpu_seconds: float = 0.0  # CPU time of the call (the learner's budget counts only this)
 
 
 class _Tee(io.StringIO):
@@ -78,7 +94,14 @@ def _global_state() -> dict[str, Any]:
         "torch random state": torch.random.get_rng_state(),
         "numpy random state": np.random.get_state(),
         "python random state": random.getstate(),
+        "recursion limit": sys.getrecursionlimit(),
+        "default dtype setter called": _DTYPE_CALLS[0],
     }
+
+
+#: How often torch.set_default_dtype was called (only counted inside :func:`run_in_child`,
+#: where the setter is wrapped; a call that sets the dtype it already had is still reported).
+_DTYPE_CALLS = [0]
 
 
 def _restore(state: dict[str, Any]) -> None:
@@ -95,6 +118,8 @@ def _restore(state: dict[str, Any]) -> None:
     torch.random.set_rng_state(state["torch random state"])
     np.random.set_state(state["numpy random state"])
     random.setstate(state["python random state"])
+    if sys.getrecursionlimit() != state["recursion limit"]:
+        sys.setrecursionlimit(state["recursion limit"])
 
 
 def _changed(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
@@ -138,9 +163,12 @@ def single_thread() -> Iterator[None]:
 # --------------------------------------------------------------------------- time limit
 @contextlib.contextmanager
 def _time_limit(seconds: float) -> Iterator[None]:
-    """Raise :class:`LearnerTimeout` in the running code after ``seconds``.
+    """Raise :class:`LearnerTimeout` in the running code after ``seconds`` of **CPU time**.
 
-    Uses SIGALRM in the main thread (no overhead), a trace function elsewhere.
+    In the main thread: ``ITIMER_PROF`` (user + system CPU time of the process, so the limit
+    does not shrink when other processes share the cores). Elsewhere: a trace function that
+    compares ``time.thread_time()``. A learner that blocks or swallows the signal is stopped
+    by the wall limit of :func:`run_in_child`.
     """
     seconds = max(seconds, 0.01)
     if threading.current_thread() is threading.main_thread() and hasattr(signal, "setitimer"):
@@ -148,19 +176,20 @@ def _time_limit(seconds: float) -> Iterator[None]:
         def on_alarm(signum: int, frame: Any) -> None:
             raise LearnerTimeout
 
-        previous = signal.signal(signal.SIGALRM, on_alarm)
-        signal.setitimer(signal.ITIMER_REAL, seconds)
+        previous = signal.signal(signal.SIGPROF, on_alarm)
+        signal.setitimer(signal.ITIMER_PROF, seconds)
         try:
             yield
         finally:
-            signal.setitimer(signal.ITIMER_REAL, 0)
-            signal.signal(signal.SIGALRM, previous)
+            signal.setitimer(signal.ITIMER_PROF, 0)
+            signal.signal(signal.SIGPROF, previous)
         return
-    deadline = time.monotonic() + seconds
+    deadline = time.thread_time() + seconds
+    wall_deadline = time.monotonic() + wall_limit(seconds)
     old_trace = sys.gettrace()
 
     def tracer(frame: Any, event: str, arg: Any) -> Any:
-        if time.monotonic() > deadline:
+        if time.thread_time() > deadline or time.monotonic() > wall_deadline:
             raise LearnerTimeout
         return tracer
 
@@ -169,6 +198,16 @@ def _time_limit(seconds: float) -> Iterator[None]:
         yield
     finally:
         sys.settrace(old_trace)
+
+
+def wall_limit(cpu_seconds: float) -> float:
+    """The wall-clock limit that goes with a CPU budget: W = 2·budget + 5 s.
+
+    Generous on purpose: with both cores busy a process gets about half a core, so a loss
+    within its CPU budget still finishes well inside W; W only stops code that sleeps, blocks
+    or swallows the CPU-time alarm.
+    """
+    return 2.0 * cpu_seconds + 5.0
 
 
 # --------------------------------------------------------------------------- the call
@@ -202,25 +241,35 @@ def call_learner(
     Inputs that are tensors are compared before and after the call, so an in-place edit is
     reported. Never raises (except KeyboardInterrupt), never prints.
     """
+    pid = os.getpid()
     snapshots = {k: v.detach().clone() for k, v in kwargs.items() if isinstance(v, torch.Tensor)}
     versions = {k: v._version for k, v in kwargs.items() if isinstance(v, torch.Tensor)}
     result = CallResult()
     before = _global_state()
+    cpu_start = time.process_time()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         buffer = _Tee(MAX_OUTPUT_CHARS + 1)
         try:
             with contextlib.redirect_stdout(buffer), contextlib.redirect_stderr(buffer):
                 with _time_limit(seconds):
-                    result.value = fn(**kwargs)
+                    try:
+                        result.value = fn(**kwargs)
+                    finally:
+                        if os.getpid() != pid:  # the learner forked: the copy ends here
+                            os._exit(0)
         except LearnerTimeout:
             result.error = LearnerError(
                 ErrorKind.TIMEOUT,
-                f"{name} did not finish within {seconds:.1f} s. Look for a loop that never "
-                "ends (a `while` whose condition never changes).",
+                f"{name} did not finish within {seconds:.1f} s of CPU time. Look for a loop "
+                "that never ends (a `while` whose condition never changes).",
             )
-        except KeyboardInterrupt:
-            raise
+        except KeyboardInterrupt as exc:
+            result.error = LearnerError(
+                ErrorKind.EXCEPTION,
+                f"{name} was interrupted (KeyboardInterrupt){_learner_frames(exc)}; "
+                "nothing was checked.",
+            )
         except RecursionError:
             result.error = LearnerError(ErrorKind.EXCEPTION, f"{name} recursed without end.")
         except NotImplementedError:
@@ -237,6 +286,7 @@ def call_learner(
         finally:
             after = _global_state()
             _restore(before)
+            result.cpu_seconds = time.process_time() - cpu_start
     result.output = buffer.getvalue()
     result.warnings = [str(w.message) for w in caught]
     if result.error is None and buffer.total > MAX_OUTPUT_CHARS:
@@ -246,7 +296,13 @@ def call_learner(
             "from inside loops (print a summary once instead).",
         )
     if result.error is None:
-        changed = [k for k in _changed(before, after) if k != "grad mode"] + (
+        changed = [k for k in _changed(before, after) if k not in ("grad mode", "default dtype")]
+        if (
+            before["default dtype"] != after["default dtype"]
+            or before["default dtype setter called"] != after["default dtype setter called"]
+        ):
+            changed.insert(0, "default dtype")
+        changed = [c for c in changed if c != "default dtype setter called"] + (
             ["grad mode"] if before["grad mode"] != after["grad mode"] else []
         )
         if changed:
@@ -260,7 +316,8 @@ def call_learner(
                 msg = (
                     f"{name} changed global state ({', '.join(changed)}); pgcheck restored it. "
                     "Don't call torch.set_default_dtype, torch.set_grad_enabled, "
-                    "torch.set_num_threads or seed the RNG inside your function."
+                    "torch.set_num_threads, sys.setrecursionlimit or seed the RNG inside "
+                    "your function."
                 )
             result.error = LearnerError(ErrorKind.GLOBAL_STATE, msg)
     if result.error is None:
@@ -280,3 +337,153 @@ def call_learner(
 def _same(a: torch.Tensor, b: torch.Tensor) -> bool:
     a = a.detach()
     return a.shape == b.shape and bool(torch.equal(a, b) or torch.allclose(a, b, equal_nan=True))
+
+
+# --------------------------------------------------------------------------- the child process
+#: Largest result (bytes of JSON) a child may send back.
+MAX_RESULT_BYTES = 64 * 1024 * 1024
+
+
+def isolation_available() -> bool:
+    """Whether :func:`run_in_child` forks (POSIX with ``os.fork``), else it runs in-process."""
+    return hasattr(os, "fork") and sys.platform != "win32"
+
+
+def _child_error(kind: ErrorKind, message: str) -> dict[str, Any]:
+    return {"error": {"kind": str(kind), "message": message}}
+
+
+def _count_dtype_calls(setter: Callable[..., Any]) -> Callable[..., Any]:
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        _DTYPE_CALLS[0] += 1
+        return setter(*args, **kwargs)
+
+    return counted
+
+
+def _child_main(work: Callable[[], dict[str, Any]], write_fd: int, cpu_limit: float) -> None:
+    """In the forked child: isolate, run ``work``, send ``len + JSON`` on ``write_fd``, _exit."""
+    me = os.getpid()
+    code = 0
+    try:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 1)  # C-level and fd-level writes go nowhere (Python's are captured)
+        os.dup2(devnull, 2)
+        os.close(devnull)
+        with contextlib.suppress(ImportError, ValueError, OSError):
+            import resource
+
+            soft = max(1, math.ceil(cpu_limit))
+            resource.setrlimit(resource.RLIMIT_CPU, (soft, soft + 1))
+        # In the disposable child, count calls of the dtype setter (see _global_state).
+        torch.set_default_dtype = _count_dtype_calls(torch.set_default_dtype)  # type: ignore[assignment]
+        with quiet():
+            try:
+                result = work()
+            except BaseException as exc:  # noqa: BLE001 - whatever escaped every guard
+                result = _child_error(
+                    ErrorKind.EXCEPTION,
+                    f"your code raised {type(exc).__name__} where pgcheck could not catch it "
+                    f"(e.g. from a returned object's __bool__ or __del__): {exc}",
+                )
+        if os.getpid() != me:  # a fork of the learner's that got this far says nothing
+            os._exit(0)
+        try:
+            data = json.dumps(result, allow_nan=True).encode()
+        except (TypeError, ValueError) as exc:
+            data = json.dumps(
+                _child_error(ErrorKind.INTERNAL, f"the measurement is not plain data: {exc}")
+            ).encode()
+        data = struct.pack("!Q", len(data)) + data
+        while data:
+            data = data[os.write(write_fd, data) :]
+    except BaseException:  # noqa: BLE001 - the child must end here, whatever happened
+        code = 1
+    finally:
+        os._exit(code)
+
+
+def run_in_child(
+    work: Callable[[], dict[str, Any]], *, cpu_seconds: float, wall_seconds: float | None = None
+) -> dict[str, Any]:
+    """Run ``work() -> plain dict`` in a forked child and return its result (never raises).
+
+    ``cpu_seconds`` is the learner's budget; the child gets an ``RLIMIT_CPU`` backstop of
+    ``cpu_seconds + 5`` (pgcheck's own work in the child included) and the parent kills it
+    after ``wall_seconds`` (default :func:`wall_limit`). A child that dies, is killed or sends
+    nothing gives an ``"error"`` measurement saying so. Without ``os.fork`` (Windows),
+    ``work`` runs in-process.
+    """
+    wall = wall_limit(cpu_seconds) if wall_seconds is None else wall_seconds
+    if not isolation_available():
+        return work()
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - runs in the child (measured through the parent)
+        os.close(read_fd)
+        _child_main(work, write_fd, cpu_seconds + 5.0)
+    os.close(write_fd)
+    buffer = bytearray()
+    need: int | None = None
+    deadline = time.monotonic() + wall
+    timed_out = interrupted = False
+    try:
+        while need is None or len(buffer) < need + 8:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                timed_out = True
+                break
+            ready, _, _ = select.select([read_fd], [], [], min(left, 0.5))
+            if not ready:
+                continue
+            chunk = os.read(read_fd, 1 << 20)
+            if not chunk:
+                break
+            buffer.extend(chunk)
+            if need is None and len(buffer) >= 8:
+                need = struct.unpack("!Q", bytes(buffer[:8]))[0]
+                if need > MAX_RESULT_BYTES:
+                    break
+    except KeyboardInterrupt:
+        interrupted = True
+    finally:
+        os.close(read_fd)
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGKILL)
+        _, status = os.waitpid(pid, 0)
+    if interrupted:
+        return _child_error(ErrorKind.EXCEPTION, "the check was interrupted (KeyboardInterrupt).")
+    if need is not None and len(buffer) >= need + 8:
+        try:
+            result = json.loads(bytes(buffer[8 : 8 + need]))
+        except ValueError:
+            result = None
+        if isinstance(result, dict):
+            return result
+    if timed_out:
+        return _child_error(
+            ErrorKind.TIMEOUT,
+            f"your code did not finish within the wall-clock limit of {wall:.0f} s (the CPU "
+            f"budget is {cpu_seconds:.1f} s). Look for a loop that never ends, a sleep, or "
+            "code that catches or blocks pgcheck's time limit (signal handlers).",
+        )
+    if os.WIFSIGNALED(status):
+        sig = os.WTERMSIG(status)
+        if sig in (signal.SIGXCPU, signal.SIGKILL):
+            return _child_error(
+                ErrorKind.TIMEOUT,
+                f"your code used more than {cpu_seconds:.1f} s of CPU time and ignored "
+                "pgcheck's time limit; it was stopped.",
+            )
+        return _child_error(
+            ErrorKind.EXCEPTION,
+            f"your code crashed the process (signal {signal.Signals(sig).name}); a common "
+            "cause is recursion without end after sys.setrecursionlimit was raised.",
+        )
+    exit_code = os.WEXITSTATUS(status) if os.WIFEXITED(status) else -1
+    return _child_error(
+        ErrorKind.EXCEPTION,
+        f"your code ended the process (exit status {exit_code}, e.g. os._exit) before pgcheck "
+        "could finish; don't call os._exit, sys.exit or os.kill in it.",
+    )

@@ -184,7 +184,8 @@ def test_bad_losses_get_a_clear_error(fn, capfd):
     assert report.diagnosis == kind, report
     assert words.lower() in report.message.lower(), report.message
     assert "Traceback" not in report.message
-    assert elapsed < 5.0  # the time limit holds (1 s here) plus set-up
+    # the CPU budget (1 s) holds; code that sleeps is stopped at the wall limit 2·1 + 5 s
+    assert elapsed < 2 * 1.0 + 5 + 3
     out, err = capfd.readouterr()
     assert err == "" and out == ""
     assert same_state(before, state())
@@ -224,12 +225,24 @@ def test_a_learner_subclass_of_float_does_not_fool_the_check():
 
 def test_timeout_is_a_total_budget():
     def slow(log_probs, q_values, gamma, mask):
-        time.sleep(0.2)
+        time.sleep(0.5)
         return E.reward_to_go(log_probs, q_values, gamma, mask)
 
     start = time.monotonic()
     report = pgcheck.check_pseudo_loss(slow, timeout=0.5)
-    assert report.diagnosis == "timeout" and time.monotonic() - start < 3
+    # sleeping uses no CPU time: the wall limit (2·0.5 + 5 s) stops it
+    assert report.diagnosis == "timeout" and time.monotonic() - start < 2 * 0.5 + 5 + 3
+
+
+def test_the_budget_is_cpu_time_of_the_learner_calls():
+    def burns(log_probs, q_values, gamma, mask):
+        end = time.process_time() + 0.05
+        while time.process_time() < end:
+            pass
+        return E.reward_to_go(log_probs, q_values, gamma, mask)
+
+    report = pgcheck.check_pseudo_loss(burns, timeout=0.3)
+    assert report.diagnosis == "timeout" and "CPU" in report.message, report
 
 
 def test_works_from_a_thread():
@@ -284,3 +297,154 @@ def test_cli_exit_codes(tmp_path):
     assert syntax.returncode == 2 and "SyntaxError" in syntax.stdout
     as_json = run_cli(tmp_path, SOURCE, "good", "--json")
     assert '"verdict": "unbiased"' in as_json.stdout
+
+
+# ----------------------------------------------------------------------------- issue 10 escapes
+def hard_exit(log_probs):
+    import os
+
+    os._exit(3)
+
+
+def keyboard_interrupt(log_probs):
+    raise KeyboardInterrupt
+
+
+def forks(log_probs, q_values, gamma, mask):
+    import os
+
+    os.fork()
+    return E.reward_to_go(log_probs, q_values, gamma, mask)
+
+
+class _Evil(torch.Tensor):
+    def __bool__(self):
+        raise SystemExit("gotcha")
+
+
+def evil_subclass(log_probs, q_values, gamma, mask):
+    return E.reward_to_go(log_probs, q_values, gamma, mask).as_subclass(_Evil)
+
+
+class _Eviler(torch.Tensor):
+    def __bool__(self):
+        raise SystemExit("gotcha")
+
+    def item(self):
+        raise SystemExit("gotcha")
+
+
+def eviler_subclass(log_probs, q_values, gamma, mask):
+    return E.reward_to_go(log_probs, q_values, gamma, mask).as_subclass(_Eviler)
+
+
+def ignores_alarm(log_probs):
+    import signal
+
+    for sig in (signal.SIGALRM, signal.SIGPROF):
+        signal.signal(sig, signal.SIG_IGN)
+    while True:
+        pass
+
+
+def catches_alarm(log_probs):
+    while True:
+        try:
+            while True:
+                pass
+        except BaseException:  # noqa: BLE001 - swallows pgcheck's time limit
+            pass
+
+
+def deep_recursion(log_probs):
+    sys.setrecursionlimit(10**6)
+
+    def down(n):
+        return down(n + 1) + 1
+
+    return down(0)
+
+
+def writes_fd2(log_probs, q_values, gamma, mask):
+    import os
+
+    os.write(2, b"to the terminal\n")
+    os.write(1, b"to stdout\n")
+    return E.reward_to_go(log_probs, q_values, gamma, mask)
+
+
+def sets_same_dtype(log_probs, q_values, mask):
+    torch.set_default_dtype(torch.get_default_dtype())
+    return -(q_values * log_probs * mask).sum(1).mean()
+
+
+def kwargs_loss(**inputs):
+    return inputs["log_probs"].sum()
+
+
+ESCAPES = {
+    hard_exit: ("exception", "os._exit"),
+    keyboard_interrupt: ("exception", "KeyboardInterrupt"),
+    eviler_subclass: ("exception", "SystemExit"),
+    ignores_alarm: ("timeout", "limit"),
+    catches_alarm: ("timeout", "limit"),
+    deep_recursion: (None, ""),
+    sets_same_dtype: ("global_state", "default dtype"),
+    kwargs_loss: ("vocabulary", "**inputs"),
+}
+
+
+@pytest.mark.parametrize("fn", list(ESCAPES), ids=lambda f: f.__name__)
+def test_escapes_are_errors_within_the_limit(fn, capfd):
+    start = time.monotonic()
+    report = pgcheck.check_pseudo_loss(fn, timeout=1.0)
+    elapsed = time.monotonic() - start
+    kind, words = ESCAPES[fn]
+    assert report.verdict == "error" and not report.passed, report
+    if kind is not None:
+        assert report.diagnosis == kind, report
+    assert words in report.message, report.message
+    assert elapsed < 2 * 1.0 + 5 + 3  # the wall limit of a 1 s budget, plus set-up
+    assert capfd.readouterr() == ("", "")
+
+
+def test_a_tensor_subclass_whose_bool_raises_is_never_asked(capfd):
+    """pgcheck reads the returned value only inside the guarded call, as plain numbers."""
+    report = pgcheck.check_pseudo_loss(evil_subclass)
+    assert report.passed, report
+    assert capfd.readouterr() == ("", "")
+
+
+def test_a_forking_loss_gives_one_report(capfd):
+    report = pgcheck.check_pseudo_loss(forks)
+    assert report.passed, report  # the fork's copy ends silently; the check goes on
+    assert capfd.readouterr() == ("", "")
+
+
+def test_writes_to_fd_1_and_2_do_not_reach_the_terminal(capfd):
+    report = pgcheck.check_pseudo_loss(writes_fd2)
+    assert report.passed, report
+    assert capfd.readouterr() == ("", "")
+
+
+@pytest.mark.parametrize(
+    ("options", "words"),
+    [
+        ({"batch_size": 0}, "batch_size=0"),
+        ({"batch_size": "eight"}, "batch_size='eight'"),
+        ({"banana": 1}, "banana"),
+        ({"timeout": float("nan")}, "timeout=nan"),
+        ({"timeout": -1}, "timeout=-1"),
+        ({"accept_missing_gamma_t": "yes"}, "True or False"),
+        ({"problem": []}, "non-empty list"),
+    ],
+)
+def test_invalid_options_are_usage_errors(options, words):
+    report = pgcheck.REGISTRY["pseudo_loss"](E.reward_to_go, **options)
+    assert report.verdict == "error" and words in report.message, report
+    assert report.diagnosis in ("usage", "problem")
+
+
+def test_cli_rejects_a_nan_timeout(tmp_path):
+    out = run_cli(tmp_path, SOURCE, "good", "--timeout", "nan")
+    assert out.returncode == 2 and "timeout" in out.stdout and out.stderr == ""

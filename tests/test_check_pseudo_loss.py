@@ -87,7 +87,8 @@ def test_gaussian_only_loss_runs_on_gaussian_problems():
 def test_batch_mean_baseline_is_scaled_by_one_minus_one_over_b():
     report = pgcheck.check_pseudo_loss(batch_mean_baseline)
     assert report.passed and report.verdict == "scaled", report
-    assert abs(report.scale - 0.5) < 1e-9  # B = 2 in the batch-of-two check
+    assert abs(report.scale - 2 / 3) < 1e-9  # 1 − 1/B with B = 3 in the batch check
+    assert "B = 3" in report.message
 
 
 # ----------------------------------------------------------------------------- mistakes
@@ -106,7 +107,7 @@ EXPECTED = {
     "forgotten_mask": ("biased", "forgotten_mask"),
     "advantage_normalisation": ("biased", "advantage_normalisation"),
     "sum_over_batch": ("scaled", "sum_over_batch"),
-    "mean_over_steps": ("scaled", "mean_over_steps"),
+    "mean_over_steps": ("biased", "mean_over_steps"),
     "no_path_to_theta": ("error", "no_path_to_theta"),
 }
 
@@ -332,9 +333,37 @@ def test_a_loss_that_only_works_on_one_trajectory_is_checked_in_a_loop():
     def one_trajectory_no_mask(log_probs, returns):
         return -returns.item() * log_probs.sum()
 
-    report = pgcheck.check_pseudo_loss(one_trajectory)
+    refused = pgcheck.check_pseudo_loss(one_trajectory)
+    assert refused.verdict == "error" and "one_at_a_time=True" in refused.message, refused
+    assert "returns [" in refused.message and "item" in refused.message  # shapes, learner's line
+    report = pgcheck.check_pseudo_loss(one_trajectory, one_at_a_time=True)
     assert report.passed and any("one trajectory at a time" in n for n in report.notes)
-    assert pgcheck.check_pseudo_loss(one_trajectory_no_mask).diagnosis == "forgotten_mask"
+    # a batch of one episode is padded to its own length: no padding, so no mask is needed
+    no_mask = pgcheck.check_pseudo_loss(one_trajectory_no_mask, one_at_a_time=True)
+    assert no_mask.passed, no_mask
+
+
+def test_a_broadcasting_bug_is_an_error_not_a_silent_fallback():
+    """returns [B] times log_probs [B, T]: raises when B ≠ T, silently wrong when B = T."""
+
+    def broadcast(log_probs, returns, mask):
+        return -(returns * (log_probs * mask)).sum(1).mean()
+
+    report = pgcheck.check_pseudo_loss(broadcast)
+    assert not report.passed and report.verdict == "error", report
+    assert "log_probs [" in report.message and "returns [" in report.message
+    assert "returns * (log_probs * mask)" in report.message  # the learner's own line
+
+
+def test_batches_never_have_b_equal_to_t_a_or_s():
+    from pgcheck.exact.expectation import batch_dims, batch_rows, make_batch
+
+    for name in problems.SUITE_NAMES + problems.MIXING_NAMES:
+        prob = problems.get(name)
+        traj = prob.support()[0]
+        rows = batch_rows(list(range(len(traj))), batch_dims(prob, traj))
+        assert len(rows) not in batch_dims(prob, traj), name
+        assert make_batch(traj, [0]).states.shape[1] == int(traj.lengths[0])  # padded to longest
 
 
 @given(c=st.floats(0.01, 100.0) | st.floats(-100.0, -0.01))

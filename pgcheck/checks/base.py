@@ -10,7 +10,10 @@ Every check ``check_X(fn, **options)`` is the composition
   references and the verdict without calling any learner code.
 
 An isolated grader runs ``measure`` next to the learner's code and ``judge`` in the trusted
-parent process. Below: the time budget, calling the learner, reading its output into plain
+parent process. :func:`run_check` does the same on the learner's own machine: it validates
+the options shared by every check (:func:`validate_timeout`), runs ``measure`` in a forked
+child (:func:`pgcheck.sandbox.run_in_child`) and ``judge`` in the calling process.
+Below: the time budget, calling the learner, reading its output into plain
 numbers, and the bits of a report every check has.
 """
 
@@ -18,7 +21,6 @@ from __future__ import annotations
 
 import functools
 import math
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypedDict
@@ -29,7 +31,7 @@ import torch
 from pgcheck.errors import ErrorKind, MeasuredError, measured
 from pgcheck.report import Report
 from pgcheck.rules import Rule, decide, first_answer  # noqa: F401 - re-exported for the checks
-from pgcheck.sandbox import call_learner, guarded_state, quiet, single_thread
+from pgcheck.sandbox import call_learner, guarded_state, quiet, run_in_child, single_thread
 
 
 class Measurement(TypedDict, total=False):
@@ -46,21 +48,49 @@ Judge = Callable[..., Report]
 
 @dataclass(frozen=True)
 class Check:
-    """A check: its learner-side ``measure`` and its reference-side ``judge``."""
+    """A check: its learner-side ``measure`` and its reference-side ``judge``.
+
+    ``prepare(fn, **options)``, if given, runs in the calling process before ``measure`` is
+    forked off (it must not call ``fn``): it warms caches that the child would otherwise
+    recompute on every check (e.g. the policies' Jacobians).
+    """
 
     name: str
     measure: Measure
     judge: Judge
+    prepare: Callable[..., None] | None = None
 
     def __call__(self, fn: Callable[..., Any], **options: Any) -> Report:
         return run_check(self, fn, **options)
 
 
+def validate_timeout(public: str, value: Any) -> str | None:
+    """A message when ``timeout`` is not a finite number of seconds > 0 (else None)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return f"pgcheck.{public}: timeout={value!r}; give a number of seconds, e.g. timeout=5."
+    if not math.isfinite(value) or value <= 0:
+        return f"pgcheck.{public}: timeout={value!r}; it must be a finite number of seconds > 0."
+    return None
+
+
 def run_check(check: Check, fn: Callable[..., Any], **options: Any) -> Report:
-    """Measure then judge; an unexpected failure becomes an ``"error"`` report, not a traceback."""
+    """Measure (in a forked child) then judge; every failure is an ``"error"`` report.
+
+    The learner's time budget is ``options["timeout"]`` CPU seconds of its own calls
+    (:data:`DEFAULT_TIMEOUT` if absent); the child is also stopped at the wall limit
+    :func:`pgcheck.sandbox.wall_limit` of that budget.
+    """
     with quiet(), guarded_state(), single_thread():
         try:
-            measurement = check.measure(fn, **options)
+            timeout = options.get("timeout", DEFAULT_TIMEOUT)
+            bad = validate_timeout(f"check_{check.name}", timeout)
+            if bad is not None:
+                return Report.error(bad, check=check.name, diagnosis=ErrorKind.USAGE)
+            if check.prepare is not None:
+                check.prepare(fn, **options)
+            measurement = run_in_child(
+                lambda: check.measure(fn, **options), cpu_seconds=float(timeout)
+            )
             return check.judge(measurement, **options)
         except Exception as exc:  # noqa: BLE001 - the learner must never see a traceback from pgcheck
             return Report.error(
@@ -78,22 +108,27 @@ FD_EPS = 1e-6
 
 
 class Budget:
-    """A time budget shared by all calls of the learner's function in one check."""
+    """A CPU-time budget shared by all calls of the learner's function in one check.
+
+    Only the CPU seconds of the learner's own calls count (``used``), so the same code gets
+    the same verdict on a quiet and on a loaded machine; :func:`learner_call` adds each
+    call's CPU time.
+    """
 
     def __init__(self, seconds: float) -> None:
         self.total = float(seconds)
-        self.deadline = time.monotonic() + self.total
+        self.used = 0.0
         self.output = ""
 
     def remaining(self) -> float:
-        """Seconds left (may be ≤ 0)."""
-        return self.deadline - time.monotonic()
+        """CPU seconds left (may be ≤ 0)."""
+        return self.total - self.used
 
 
 def timeout_message(name: str, total: float) -> str:
     """The message for a learner's function that used up the time budget."""
     return (
-        f"{name} did not finish within the time limit ({total:.1f} s for all calls "
+        f"{name} did not finish within the time limit ({total:.1f} s of CPU time for all calls "
         "together). Look for a loop that never ends (a `while` whose condition never "
         "changes) or for work that grows with the input."
     )
@@ -124,6 +159,7 @@ def learner_call(
         return fn(*(kwargs[k] for k in keys))
 
     result = call_learner(positional, args, seconds=remaining, name=name)
+    budget.used += result.cpu_seconds
     if result.output and len(budget.output) < 1000:
         budget.output += result.output[: 1000 - len(budget.output)]
     if result.error is not None:

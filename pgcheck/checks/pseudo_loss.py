@@ -7,6 +7,7 @@ rules of :mod:`pgcheck.diagnosis.verdict`.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
@@ -16,7 +17,7 @@ import torch
 from torch import Tensor
 
 from pgcheck import problems
-from pgcheck.checks.base import Check, failed, run_check
+from pgcheck.checks.base import Check, failed, run_check, unknown_options, validate_timeout
 from pgcheck.diagnosis import mistakes as text
 from pgcheck.diagnosis.verdict import CHECK as NAME
 from pgcheck.diagnosis.verdict import Evidence, verdict
@@ -25,8 +26,9 @@ from pgcheck.exact.expectation import (
     Evaluator,
     Expectation,
     LearnerFailure,
+    batch_expectation,
     extract_weights,
-    pairwise_expectation,
+    policy_outputs,
     separable_expectation,
 )
 from pgcheck.exact.references import grad_j, grad_j_fd
@@ -49,8 +51,12 @@ def _lookup(spec: str | Problem) -> Problem:
     return problems.remember(prob)
 
 
+#: Custom problems with at most this many trajectories are also used for the batch check.
+MAX_MIXING_SUPPORT = 12
+
+
 def resolve(problem: ProblemSpec, names: Sequence[str]) -> tuple[list[Problem], list[Problem]]:
-    """The instances for the separable check and those for the batch-of-two check."""
+    """The instances for the separable check and those for the batch-of-three check."""
     if problem is None or problem == "default":
         main = [p for p in problems.default_suite() if provides(p, names)]
         mixing = [problems.get(n) for n in problems.MIXING_NAMES]
@@ -58,7 +64,16 @@ def resolve(problem: ProblemSpec, names: Sequence[str]) -> tuple[list[Problem], 
         for p in main + mixing:
             problems.remember(p)
     else:
-        specs = [problem] if isinstance(problem, str | Problem) else list(problem)
+        if isinstance(problem, str | Problem):
+            specs = [problem]
+        elif isinstance(problem, list | tuple) and problem:
+            specs = list(problem)
+        else:
+            raise ValueError(
+                f"problem={problem!r}: give None (the default suite), a problem name such as "
+                f"'mdp-linear', a problem, or a non-empty list of them; names: "
+                f"{', '.join(problems.registry.BUILDERS)}"
+            )
         main = [_lookup(s) for s in specs]
         incompatible = [p.name for p in main if not provides(p, names)]
         if incompatible:
@@ -66,7 +81,7 @@ def resolve(problem: ProblemSpec, names: Sequence[str]) -> tuple[list[Problem], 
                 f"your loss asks for {', '.join(sorted(set(names)))}, which "
                 f"problem(s) {', '.join(incompatible)} cannot provide"
             )
-        mixing = [p for p in main if len(p.support()[0]) <= 40] or [
+        mixing = [p for p in main if len(p.support()[0]) <= MAX_MIXING_SUPPORT] or [
             p for p in (problems.get(n) for n in problems.MIXING_NAMES) if provides(p, names)
         ]
     if not main:
@@ -77,17 +92,63 @@ def resolve(problem: ProblemSpec, names: Sequence[str]) -> tuple[list[Problem], 
     return main, mixing
 
 
+# =========================================================================== options
+#: The options of check_pseudo_loss (besides ``problem``), with their defaults.
+OPTIONS: dict[str, Any] = {
+    "accept_missing_gamma_t": False,
+    "batch_size": 8,
+    "timeout": 5.0,
+    "one_at_a_time": False,
+}
+PUBLIC = "check_pseudo_loss"
+
+
+def option_problem(options: dict[str, Any]) -> str | None:
+    """A message for an unknown or invalid option of check_pseudo_loss, else None."""
+    valid = ["problem", *OPTIONS]
+    bad = unknown_options(PUBLIC, {k: v for k, v in options.items() if k not in valid}, valid)
+    if bad is not None:
+        return bad
+    for key in ("accept_missing_gamma_t", "one_at_a_time"):
+        if key in options and not isinstance(options[key], bool):
+            return f"pgcheck.{PUBLIC}: {key}={options[key]!r}; use True or False."
+    B = options.get("batch_size", OPTIONS["batch_size"])
+    if isinstance(B, bool) or not isinstance(B, int) or B < 1:
+        return (
+            f"pgcheck.{PUBLIC}: batch_size={B!r}; give the number of trajectories per update "
+            "as a whole number ≥ 1, e.g. batch_size=8."
+        )
+    return validate_timeout(PUBLIC, options.get("timeout", OPTIONS["timeout"]))
+
+
 # =========================================================================== measure
+def prepare(loss_fn: Callable[..., Any], problem: ProblemSpec = None, **options: Any) -> None:
+    """Warm the caches the measurement needs (in the calling process, before it forks):
+    the trajectories and policy Jacobians of every instance. Never calls ``loss_fn``."""
+    if option_problem(options) is not None:
+        return
+    try:
+        names = requested_names(loss_fn)
+        main, mixing = resolve(problem, names)
+    except (KeyError, ValueError, VocabularyError):
+        return
+    for prob in main + mixing:
+        prob.support(prob.theta0)
+        policy_outputs(prob, prob.theta0, values="values" in names)
+
+
 def measure(
-    loss_fn: Callable[..., Any],
-    problem: ProblemSpec = None,
-    *,
-    batch_size: int = 8,
-    timeout: float = 5.0,
-    **_: Any,
+    loss_fn: Callable[..., Any], problem: ProblemSpec = None, **options: Any
 ) -> dict[str, Any]:
-    """Learner side: the exact E[−∇L] of ``loss_fn`` on each instance, as plain numbers."""
+    """Learner side: the exact E[−∇L] of ``loss_fn`` on each instance, as plain numbers.
+
+    Options: see :data:`OPTIONS` (``accept_missing_gamma_t`` is the judge's).
+    """
     start = time.perf_counter()
+    bad = option_problem(options)
+    if bad is not None:
+        return failed(ErrorKind.USAGE, bad)
+    opts = OPTIONS | options
     try:
         names = requested_names(loss_fn)
     except VocabularyError as exc:
@@ -96,8 +157,8 @@ def measure(
         main, mixing = resolve(problem, names)
     except (KeyError, ValueError) as exc:
         return failed(ErrorKind.PROBLEM, str(exc).strip("'\""))
-    ev = Evaluator(loss_fn, names, timeout=timeout)
-    results = _expectations(ev, main, mixing, batch_size)
+    ev = Evaluator(loss_fn, names, timeout=float(opts["timeout"]))
+    results = _expectations(ev, main, mixing, opts["batch_size"], opts["one_at_a_time"])
     out: dict[str, Any] = {"names": names, "output": ev.output, "calls": ev.calls}
     if isinstance(results, LearnerFailure):
         out.update(failed(results.error.kind, results.error.message))
@@ -106,22 +167,23 @@ def measure(
         out["mode"] = mode
         out["instances"] = [asdict(e) for e in exps]
         out["weights"] = weights
+    out["cpu_seconds"] = ev.used
     out["seconds"] = time.perf_counter() - start
     return out
 
 
 def _expectations(
-    ev: Evaluator, main: list[Problem], mixing: list[Problem], batch_size: int
+    ev: Evaluator, main: list[Problem], mixing: list[Problem], batch_size: int, single: bool
 ) -> tuple[str, list[Expectation], dict[str, Any] | None] | LearnerFailure:
     try:
         exps, weights = [], None
         for prob in main:
-            exp, full = separable_expectation(ev, prob, batch_size)
+            exp, full = separable_expectation(ev, prob, batch_size, one_at_a_time=single)
             if exp is not None and full is None:  # checked one trajectory at a time
                 exps.append(exp)
                 continue
             if exp is None:
-                return "mixing", [pairwise_expectation(ev, p) for p in mixing], None
+                return "mixing", [batch_expectation(ev, p) for p in mixing], None
             exps.append(exp)
             if (
                 weights is None
@@ -137,15 +199,12 @@ def _expectations(
 
 
 # =========================================================================== judge
-def judge(
-    measurement: dict[str, Any],
-    problem: ProblemSpec = None,
-    *,
-    accept_missing_gamma_t: bool = False,
-    batch_size: int = 8,
-    **_: Any,
-) -> Report:
+def judge(measurement: dict[str, Any], problem: ProblemSpec = None, **options: Any) -> Report:
     """Reference side: compare E[ĝ] with ∇J, decompose, diagnose, explain."""
+    bad = option_problem(options)
+    if bad is not None:
+        return Report.error(bad, check=NAME, diagnosis=ErrorKind.USAGE)
+    accept_missing_gamma_t = bool(options.get("accept_missing_gamma_t", False))
     notes = _output_notes(measurement)
     if "error" in measurement:
         err = measurement["error"]
@@ -156,7 +215,7 @@ def judge(
     probs = [problems.find(e["problem"]) for e in measurement["instances"]]
     gs = [torch.tensor(e["expected_grad"], dtype=torch.float64) for e in measurement["instances"]]
     for prob, g in zip(probs, gs, strict=True):
-        if g.shape != prob.theta0.shape or not torch.isfinite(g).all():
+        if g.shape != prob.theta0.shape or not all(math.isfinite(x) for x in g.tolist()):
             return Report.error("the measurement does not fit the problem", check=NAME)
     gjs = [grad_j(p) for p in probs]
     reductions = {e["reduction"] for e in measurement["instances"]}
@@ -171,6 +230,8 @@ def judge(
         leaks=any(e["leaf_norms"].get("values", 0.0) > 0 for e in measurement["instances"]),
         weights=measurement.get("weights"),
         accept_missing_gamma_t=accept_missing_gamma_t,
+        batch=max(int(e.get("batch_size", 3)) for e in measurement["instances"]),
+        padding_dependent=any(e.get("padding_dependent") for e in measurement["instances"]),
         notes=notes,
         figure_data={
             "problem": probs[0].name,
@@ -197,7 +258,7 @@ def _row(
             "α": alpha,
             "‖r‖/‖E[−∇L]‖": rr,
             "‖E[−∇L] − ∇J‖/‖∇J‖": err,
-            "batch": "all pairs (B=2)" if mode == "mixing" else "exact, per trajectory",
+            "batch": "every batch of B=3 (exact)" if mode == "mixing" else "exact, per trajectory",
         },
     )
 
@@ -211,7 +272,7 @@ def _output_notes(measurement: dict[str, Any]) -> list[str]:
     return [f"your loss printed (first lines shown):\n{shown}"]
 
 
-CHECK = Check(NAME, measure, judge)
+CHECK = Check(NAME, measure, judge, prepare)
 
 
 def check_pseudo_loss(
@@ -221,6 +282,7 @@ def check_pseudo_loss(
     accept_missing_gamma_t: bool = False,
     batch_size: int = 8,
     timeout: float = 5.0,
+    one_at_a_time: bool = False,
 ) -> Report:
     """Check that −∇_θ L of a pseudo-loss is an unbiased estimator of the policy gradient ∇J.
 
@@ -235,7 +297,10 @@ def check_pseudo_loss(
         problem: None for the default suite, a problem name, a problem, or a list of them.
         accept_missing_gamma_t: accept Σ_t G_t ∇log π (the common convention without γ^t).
         batch_size: B used to express a sum over the batch as the scale α = B.
-        timeout: seconds for all calls of ``loss_fn`` together.
+        timeout: CPU seconds for all calls of ``loss_fn`` together (the wall limit is
+            2·timeout + 5 s).
+        one_at_a_time: call the loss on batches of one trajectory (B = 1) only, for a loss
+            written for a single episode; by default it must work on padded batches [B, T].
 
     Returns:
         A :class:`~pgcheck.report.Report` (truthy when passed).
@@ -247,4 +312,5 @@ def check_pseudo_loss(
         accept_missing_gamma_t=accept_missing_gamma_t,
         batch_size=batch_size,
         timeout=timeout,
+        one_at_a_time=one_at_a_time,
     )

@@ -140,17 +140,39 @@ def _undiscounted_rtg(rewards: Tensor) -> Tensor:
     return torch.flip(torch.cumsum(torch.flip(rewards, [-1]), -1), [-1])
 
 
+def _discount_from_end(rewards: Tensor, gamma: float, mask: Tensor) -> Tensor:
+    """Σ_{t'≥t} γ^{T_i−1−t'} r_{t'}: the discount counted back from the episode's last step."""
+    lengths = mask.sum(-1, keepdim=True)
+    t = torch.arange(rewards.shape[1], dtype=torch.float64)
+    power = (lengths - 1 - t).clamp_min(0)
+    return _undiscounted_rtg(rewards * gamma**power * mask)
+
+
+def _next_step(q: Tensor) -> Tensor:
+    """G_{t+1} (0 after the last step): the weight of the next step."""
+    return torch.cat([q[:, 1:], torch.zeros_like(q[:, :1])], dim=1)
+
+
 #: weight patterns w_t (before the optional γ^t factor), as functions of the batch
+#: (q = G_t, r = r_t, R = R(τ), g = γ, m = mask)
 PATTERNS: dict[str, Callable[..., Tensor]] = {
-    "reward_to_go": lambda q, r, R, g: q,
-    "full_return": lambda q, r, R, g: R[:, None].expand_as(q),
-    "drops_current_reward": lambda q, r, R, g: q - r,
-    "immediate_reward": lambda q, r, R, g: r,
-    "reward_to_come": lambda q, r, R, g: _cumsum_discounted_from_start(r, g),
-    "discount_backwards": lambda q, r, R, g: _forward_loop(r, g),
-    "undiscounted_return": lambda q, r, R, g: r.sum(-1, keepdim=True).expand_as(q),
-    "undiscounted_reward_to_go": lambda q, r, R, g: _undiscounted_rtg(r),
+    "reward_to_go": lambda q, r, R, g, m: q,
+    "full_return": lambda q, r, R, g, m: R[:, None].expand_as(q),
+    "drops_current_reward": lambda q, r, R, g, m: q - r,
+    "immediate_reward": lambda q, r, R, g, m: r,
+    "reward_to_come": lambda q, r, R, g, m: _cumsum_discounted_from_start(r, g),
+    "discount_backwards": lambda q, r, R, g, m: _forward_loop(r, g),
+    "undiscounted_return": lambda q, r, R, g, m: r.sum(-1, keepdim=True).expand_as(q),
+    "undiscounted_reward_to_go": lambda q, r, R, g, m: _undiscounted_rtg(r),
+    "reward_to_come_undiscounted": lambda q, r, R, g, m: torch.cumsum(r, -1),
+    "discount_from_end": lambda q, r, R, g, m: _discount_from_end(r, g, m),
+    "next_step_weight": lambda q, r, R, g, m: _next_step(q),
+    "gamma_t_twice": lambda q, r, R, g, m: q * discounts(g, q.shape[1]),
 }
+
+#: weight patterns whose mistake has another pattern's code (the same mistake, written
+#: without the discount)
+PATTERN_CODES: dict[str, str] = {"reward_to_come_undiscounted": "reward_to_come"}
 
 
 @dataclass(frozen=True)
@@ -178,7 +200,7 @@ class WeightSpec:
         lengths: Tensor,
     ) -> Tensor:
         """The coefficient of log π(a_t|s_t) (of π(a_t|s_t) with ``probs``) [B, T]."""
-        w = PATTERNS[self.pattern](q_values, rewards, returns, gamma)
+        w = PATTERNS[self.pattern](q_values, rewards, returns, gamma, mask)
         if self.gamma_t:
             w = w * discounts(gamma, mask.shape[1])
         if self.use_mask:
@@ -221,7 +243,13 @@ def pattern_loss(
 
 def _correct_gamma_t(pattern: str) -> bool:
     """Whether the pattern needs the γ^t factor to be correct (G_t does, R(τ) doesn't)."""
-    return pattern not in ("full_return", "undiscounted_return", "reward_to_come")
+    return pattern not in (
+        "full_return",
+        "undiscounted_return",
+        "reward_to_come",
+        "reward_to_come_undiscounted",
+        "gamma_t_twice",
+    )
 
 
 # =========================================================================== named mistakes
@@ -275,6 +303,22 @@ def return_normalisation(log_probs: Tensor, returns: Tensor, mask: Tensor) -> Te
     return weighted_log_probs(w[:, None].expand_as(log_probs), log_probs, mask)
 
 
+def normalisation_with_padding(
+    log_probs: Tensor, q_values: Tensor, gamma: float, mask: Tensor
+) -> Tensor:
+    """(w − mean)/std over all B×T entries, the zeros of the padding included."""
+    w = discounts(gamma, mask.shape[1]) * q_values
+    return weighted_log_probs((w - w.mean()) / (w.std() + 1e-8), log_probs, mask)
+
+
+def normalisation_without_gamma_t(log_probs: Tensor, q_values: Tensor, mask: Tensor) -> Tensor:
+    """G_t normalised over the real steps of the batch, without γ^t (the popular form)."""
+    real = mask.bool()
+    w = q_values
+    mu, sd = w[real].mean(), w[real].std(unbiased=False)
+    return weighted_log_probs((w - mu) / (sd + 1e-8), log_probs, mask)
+
+
 def sum_over_batch(log_probs: Tensor, q_values: Tensor, gamma: float, mask: Tensor) -> Tensor:
     """Sum instead of mean over trajectories: B·∇J (scaled)."""
     return -(discounts(gamma, mask.shape[1]) * q_values * log_probs * mask).sum()
@@ -321,6 +365,7 @@ def weight_bank() -> list[WeightSpec]:
     for probs in (False, True):
         for pattern in PATTERNS:
             base = "" if pattern in ("reward_to_go", "full_return") else pattern
+            base = PATTERN_CODES.get(base, base)
             needs = _correct_gamma_t(pattern)
             for gamma_t in (needs, not needs):
                 for use_mask in (True, False):
@@ -353,6 +398,9 @@ def reference_bank() -> list[tuple[str, Loss]]:
 def mixing_bank() -> list[tuple[str, Loss]]:
     """References that mix trajectories in a batch (checked over batches of two)."""
     return [
+        ("mean_over_steps", mean_over_steps),
         ("advantage_normalisation", advantage_normalisation),
+        ("advantage_normalisation", normalisation_without_gamma_t),
         ("advantage_normalisation", return_normalisation),
+        ("advantage_normalisation", normalisation_with_padding),
     ]

@@ -167,11 +167,12 @@ MISTAKES: tuple[Mistake, ...] = (
     ),
     Mistake(
         "mean_over_steps",
-        "L = −(1/BT) Σ_i Σ_t w_t log π: E[ĝ] = ∇J / T",
+        "L = −(1/BT) Σ_i Σ_t w_t log π, T = the batch's longest episode",
         (
-            "Your loss averages over all B×T entries, so its gradient is ∇J / T (T = padded "
-            "length). It points the right way; summing over t and averaging over trajectories "
-            "gives ∇J itself."
+            "Your loss averages over all B×T entries of the padded batch. In training T is the "
+            "longest episode of each batch (what pad_sequence gives), so a batch of short "
+            "episodes weighs more than a batch of long ones: the expected gradient is biased, "
+            "not just scaled. Sum over t, then average over the trajectories (.sum(1).mean())."
         ),
     ),
     Mistake(
@@ -180,6 +181,30 @@ MISTAKES: tuple[Mistake, ...] = (
         (
             "Your loss has no path to θ: its gradient is missing. Don't call .detach(), .item(), "
             ".numpy() or torch.tensor(...) on log_probs or logits."
+        ),
+    ),
+    Mistake(
+        "discount_from_end",
+        "w_t = γ^t Σ_{t'≥t} γ^{T_i−1−t'} r_{t'}",
+        (
+            "Your discount is counted back from the end of the episode (the last reward gets γ^0)."
+            " The discount of r_{t'} in G_t is γ^{t'−t}, counted forward from step t."
+        ),
+    ),
+    Mistake(
+        "next_step_weight",
+        "w_t = γ^t G_{t+1}",
+        (
+            "You weight log π(a_t|s_t) by G_{t+1}, the reward-to-go of the next step (an index "
+            "shifted by one). a_t earns r_t too: use G_t = r_t + γ G_{t+1} at step t."
+        ),
+    ),
+    Mistake(
+        "gamma_t_twice",
+        "w_t = γ^{2t} G_t",
+        (
+            "γ^t is applied twice: once inside your weights and once more outside, giving "
+            "γ^{2t} G_t. The weight is γ^t G_t."
         ),
     ),
 )
@@ -202,8 +227,9 @@ SCALED = (
     "the right way, scaled."
 )
 SCALED_MIXING = (
-    " Your loss mixes trajectories; at batch size 2 a baseline that includes the "
-    "trajectory itself (e.g. the batch mean) scales ∇J by (1 − 1/B)."
+    " Your loss mixes trajectories (checked exactly over every batch of B = {B}); a baseline "
+    "that includes the trajectory itself (e.g. the batch mean) scales ∇J by (1 − 1/B) = "
+    "{one_minus:.4g}: unbiased up to that factor, which is harmless."
 )
 ACCEPTED_CONVENTION = (
     "Accepted by option: your loss follows the common convention "
@@ -218,8 +244,7 @@ UNRECOGNISED = (
     "that depends only on s_t, with the mask applied."
 )
 ONE_AT_A_TIME = (
-    "your loss fails on a batch of several trajectories, so it was "
-    "checked one trajectory at a time (B = 1). Make it work on a batch "
-    "[B, T] to train efficiently."
+    "checked one trajectory at a time (B = 1), as asked with one_at_a_time=True; "
+    "training calls the loss on padded batches [B, T], so check it without that option too."
 )
 NUMBERS = "\nOn {problem}: ∇J = {grad_j}, E[−∇L] = {expected}."

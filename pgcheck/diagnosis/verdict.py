@@ -35,6 +35,8 @@ class Evidence:
     leaks: bool  # the loss differentiates the θ-dependent `values`
     weights: dict[str, Any] | None  # the learner's exact per-step weights, if extracted
     accept_missing_gamma_t: bool
+    batch: int = 3  # the batch size of the mixing check
+    padding_dependent: bool = False  # the loss changes with the batch's padded length
     rows: list[Row] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     figure_data: dict[str, Any] | None = None
@@ -91,7 +93,7 @@ def unbiased(ev: Evidence) -> Report | None:
     max_err = max(err for _, _, err in ev.parts)
     if max_err > RTOL:
         return None
-    where = "at B = 2, over every batch of two" if ev.mode == "mixing" else "exactly"
+    where = f"over every batch of B = {ev.batch}" if ev.mode == "mixing" else "exactly"
     note = text.UNBIASED_MIXING.format(where=where) if ev.mode == "mixing" else ""
     return ev.report(
         True,
@@ -129,8 +131,24 @@ def scaled(ev: Evidence) -> Report | None:
     code = _scaled_code(ev.reductions, ev.alphas, ev.probs)
     msg = message_for(code) if code else text.SCALED.format(alphas=_alphas(ev.alphas))
     if ev.mode == "mixing" and not code:
-        msg += text.SCALED_MIXING
+        B = ev.batch
+        msg += text.SCALED_MIXING.format(B=B, one_minus=1 - 1 / B)
     return ev.report(True, "scaled", msg, ev.alphas[0], code)
+
+
+def padding_dependent(ev: Evidence) -> Report | None:
+    """Parallel to ∇J at one padded length, but the loss changes with the padded length T
+    of the batch (a mean over all B×T entries): in training, where T is each batch's
+    longest episode, short batches weigh more — biased."""
+    if not (ev.padding_dependent and ev.parallel and all(a > 0 for a in ev.alphas)):
+        return None
+    return ev.report(
+        False,
+        "biased",
+        message_for("mean_over_steps") + ev.numbers(),
+        ev.alphas[0],
+        "mean_over_steps",
+    )
 
 
 def sign_flipped(ev: Evidence) -> Report | None:
@@ -179,6 +197,7 @@ RULES: tuple[Rule[Evidence], ...] = (
     unbiased,
     zero_gradient,
     theta_leak,
+    padding_dependent,
     scaled,
     sign_flipped,
     accepted_convention,

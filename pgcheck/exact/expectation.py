@@ -9,14 +9,23 @@ gradient G_j = ∂L/∂θ restricted to trajectory j, so that
 is a weighted sum with no sampling noise. Whether the loss is a mean (c_B = 1/B), a sum
 (c_B = 1) or mixes trajectories is found by a probe: the same trajectories in a smaller batch.
 A loss that mixes trajectories (leave-one-out baselines, batch normalisation) is checked
-exactly over every batch of two: E[∇L₂] = Σ_{j,k} p_j p_k ∇L(τ_j, τ_k).
+exactly over every batch of three, E[∇L₃] = Σ_{j,k,l} p_j p_k p_l ∇L(τ_j, τ_k, τ_l)
+(:func:`batch_expectation`), on instances as long as the main suite's.
+
+Batches are built as real training batches are: padded to their longest episode (what
+``pad_sequence`` gives), and of a size B that differs from the padded length T, the number
+of actions A and the number of states S, so that a broadcasting bug cannot hide
+(:func:`batch_rows`). A batched call that raises is an error, never a reason to retry one
+trajectory at a time; that mode (``one_at_a_time=True``) is the learner's choice.
 
 The learner's code only ever runs through :func:`pgcheck.sandbox.call_learner`.
 """
 
 from __future__ import annotations
 
-import time
+import itertools
+import math
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -108,51 +117,65 @@ class Evaluator:
         inputs, leaves = build_inputs(problem, traj, self.names, outputs, jacobians)
         leaf_items = list(leaves.tensors.items())
 
-        def run() -> tuple[Any, tuple[Tensor | None, ...] | None]:
+        def run() -> tuple[LearnerError | None, tuple[Tensor | None, ...] | None]:
+            # Everything that touches the learner's return value runs here, inside the
+            # guarded call: a tensor subclass may do anything in __bool__ or __torch_function__.
             with torch.enable_grad():
                 value = self.fn(**inputs)
-                if not _usable(value) or not leaf_items:
-                    return value, None
+                problem_with_value = _value_problem(value)
+                if problem_with_value is not None:
+                    return problem_with_value, None
+                if not leaf_items:
+                    return LearnerError(ErrorKind.NO_PATH_TO_THETA, _NO_PATH), None
                 grads = torch.autograd.grad(
                     value.reshape(()), [t for _, t in leaf_items], allow_unused=True
                 )
-            return value, grads
+            return None, tuple(_plain(g) for g in grads)
 
         self.calls += 1
         if self.trusted:
-            value, grads = run()
+            error, grads = run()
         else:
             remaining = self.timeout - self.used
             if remaining <= 0:
                 raise LearnerFailure(
                     LearnerError(
                         ErrorKind.TIMEOUT,
-                        f"your loss used up the time limit of {self.timeout:.1f} s over "
-                        f"{self.calls - 1} calls. Make it faster (vectorise the loops over steps) "
-                        "or pass a larger timeout=",
+                        f"your loss used up its time limit of {self.timeout:.1f} s of CPU time "
+                        f"over {self.calls - 1} calls. Make it faster (vectorise the loops over "
+                        "steps) or pass a larger timeout=",
                     )
                 )
-            start = time.monotonic()
             result = call_learner(lambda: run(), {}, seconds=remaining, name="your loss")
-            self.used += time.monotonic() - start
+            self.used += result.cpu_seconds
             if result.output and len(self.output) < 2000:
                 self.output += result.output[: 2000 - len(self.output)]
             if result.error is not None:
-                raise LearnerFailure(result.error)
-            value, grads = result.value
+                error = result.error
+                if error.kind == ErrorKind.EXCEPTION:
+                    error = LearnerError(error.kind, error.message + _shapes(inputs))
+                raise LearnerFailure(error)
+            error, grads = result.value
             # call_learner guards the inputs only through the closure; check them here
             _check_inputs_unchanged(inputs, traj)
-        _check_value(value, self.names)
+        if error is not None:
+            if error.kind == ErrorKind.NOT_SCALAR:
+                error = LearnerError(error.kind, error.message + _shapes(inputs))
+            raise LearnerFailure(error)
         if grads is None or all(g is None for g in grads):
             raise LearnerFailure(LearnerError(ErrorKind.NO_PATH_TO_THETA, _NO_PATH))
         P = problem.theta0.numel()
         total = torch.zeros(len(traj), P, dtype=torch.float64)
         norms: dict[str, float] = {}
         leaf_grads: dict[str, Tensor] = {}
-        for (name, _), grad in zip(leaf_items, grads, strict=True):
+        for (name, leaf), grad in zip(leaf_items, grads, strict=True):
             if grad is None:
                 norms[name] = 0.0
                 continue
+            if grad.shape != leaf.shape:
+                raise LearnerFailure(
+                    LearnerError(ErrorKind.EXCEPTION, "your loss's gradient has the wrong shape")
+                )
             grad = grad.to(torch.float64)
             leaf_grads[name] = grad
             norms[name] = float(grad.norm())
@@ -169,6 +192,32 @@ class Evaluator:
         return CallOutcome(total, norms, leaf_grads)
 
 
+def _plain(g: Tensor | None) -> Tensor | None:
+    """A plain float64 tensor copy of a gradient (never a learner's tensor subclass)."""
+    if g is None:
+        return None
+    if type(g) is not torch.Tensor:
+        return torch.tensor(g.detach().tolist(), dtype=torch.float64)
+    return g.detach().to(torch.float64).clone()
+
+
+def _shapes(inputs: dict[str, Any]) -> str:
+    """The shapes of a call's inputs, for a message: " (inputs: log_probs [126, 3], …)"."""
+    parts = []
+    for name, value in inputs.items():
+        if isinstance(value, torch.Tensor):
+            parts.append(f"{name} {list(value.shape)}")
+        elif isinstance(value, torch.distributions.Distribution):
+            parts.append(f"{name} batch {list(value.batch_shape)}")
+        else:
+            parts.append(f"{name} = {value!r}")
+    return (
+        f" (the batched call; inputs: {', '.join(parts)}). pgcheck calls your loss on whole "
+        "padded batches [B, T] as training does; make it work on a batch (a [B] tensor times "
+        "a [B, T] one needs [:, None]), or pass one_at_a_time=True to check it on B = 1."
+    )
+
+
 _NO_PATH = (
     "your loss has no path to θ: its gradient is missing. Don't call .detach(), "
     ".item(), .numpy() or torch.tensor(...) on log_probs/logits, and don't compute it "
@@ -176,65 +225,46 @@ _NO_PATH = (
 )
 
 
-def _usable(value: Any) -> bool:
-    return (
-        isinstance(value, torch.Tensor)
-        and value.numel() == 1
-        and value.requires_grad
-        and value.is_floating_point()
-    )
-
-
-def _check_value(value: Any, names: list[str]) -> None:
+def _value_problem(value: Any) -> LearnerError | None:
+    """What is wrong with the learner's return value, or None for a usable scalar tensor."""
     if value is None:
-        raise LearnerFailure(
-            LearnerError(
-                ErrorKind.NOT_A_TENSOR,
-                "your loss returned None. Did you forget the `return` statement?",
-            )
+        return LearnerError(
+            ErrorKind.NOT_A_TENSOR,
+            "your loss returned None. Did you forget the `return` statement?",
         )
     if isinstance(value, int | float) and not isinstance(value, bool):
-        raise LearnerFailure(
-            LearnerError(
-                ErrorKind.NOT_A_TENSOR,
-                f"your loss returned a Python number ({float(value):.4g}), which "
-                "has no gradient. Return the tensor itself: don't call .item() or float().",
-            )
+        return LearnerError(
+            ErrorKind.NOT_A_TENSOR,
+            f"your loss returned a Python number ({float(value):.4g}), which "
+            "has no gradient. Return the tensor itself: don't call .item() or float().",
         )
     if not isinstance(value, torch.Tensor):
-        raise LearnerFailure(
-            LearnerError(
-                ErrorKind.NOT_A_TENSOR,
-                f"your loss returned a {type(value).__name__}; it must return a "
-                "scalar torch tensor.",
-            )
+        return LearnerError(
+            ErrorKind.NOT_A_TENSOR,
+            f"your loss returned a {type(value).__name__}; it must return a scalar torch tensor.",
         )
     if value.numel() != 1:
-        raise LearnerFailure(
-            LearnerError(
-                ErrorKind.NOT_SCALAR,
-                f"your loss returned a tensor of shape {list(value.shape)}; it must be "
-                "a scalar. Reduce it: sum over the steps t, then .mean() over the trajectories.",
-            )
+        return LearnerError(
+            ErrorKind.NOT_SCALAR,
+            f"your loss returned a tensor of shape {list(value.shape)}; it must be "
+            "a scalar. Reduce it: sum over the steps t, then .mean() over the trajectories.",
         )
     if not value.is_floating_point():
-        raise LearnerFailure(
-            LearnerError(
-                ErrorKind.NOT_A_TENSOR,
-                f"your loss returned a {value.dtype} tensor; it must be a float.",
-            )
+        return LearnerError(
+            ErrorKind.NOT_A_TENSOR,
+            f"your loss returned a {value.dtype} tensor; it must be a float.",
         )
-    if not torch.isfinite(value).all():
-        raise LearnerFailure(
-            LearnerError(
-                ErrorKind.NAN,
-                f"your loss is {value.item()}. A common cause is log(probs) of a tiny "
-                "probability or a division by a zero standard deviation; use log_probs / "
-                "log_softmax.",
-            )
+    number = float(value.detach().reshape(()).item())
+    if not math.isfinite(number):
+        return LearnerError(
+            ErrorKind.NAN,
+            f"your loss is {number}. A common cause is log(probs) of a tiny "
+            "probability or a division by a zero standard deviation; use log_probs / "
+            "log_softmax.",
         )
     if not value.requires_grad:
-        raise LearnerFailure(LearnerError(ErrorKind.NO_PATH_TO_THETA, _NO_PATH))
+        return LearnerError(ErrorKind.NO_PATH_TO_THETA, _NO_PATH)
+    return None
 
 
 def _check_inputs_unchanged(inputs: dict[str, Any], traj: Trajectories) -> None:
@@ -277,42 +307,111 @@ class Expectation:
     reduction: str  # "mean", "sum" or "mixing"
     leaf_norms: dict[str, float]
     batch_size: int
+    padding_dependent: bool = False  # the loss changes with the padded length of the batch
+
+
+def batch_dims(problem: Problem, traj: Trajectories) -> set[int]:
+    """Sizes a batch must not have on this problem: T, A and S (so broadcasting cannot hide)."""
+    dims = {int(traj.states.shape[1]), int(problem.n_states)}
+    n_actions = getattr(problem, "n_actions", None)
+    if isinstance(n_actions, int):
+        dims.add(n_actions)
+    return dims
+
+
+def batch_rows(rows: list[int], avoid: set[int]) -> list[int]:
+    """``rows`` followed by copies of ``rows[0]`` until the batch size is not in ``avoid``.
+
+    The copies get probability weight 0 (their gradient rows are dropped), so they only make
+    the batch's shape [B, T] have B ∉ {T, A, S}.
+    """
+    out = list(rows)
+    while len(out) in avoid:
+        out.append(rows[0])
+    return out
+
+
+def make_batch(traj: Trajectories, rows: list[int]) -> Trajectories:
+    """The trajectories ``rows`` as a training batch: padded to its longest episode."""
+    sub = traj.select(rows)
+    T = max(int(sub.lengths.max()), 1)
+    if T == sub.states.shape[1]:
+        return sub
+    return Trajectories(
+        sub.states[:, :T],
+        sub.actions[:, :T],
+        sub.rewards[:, :T],
+        sub.mask[:, :T],
+        sub.lengths,
+        sub.log_prob_dynamics,
+        sub.gamma,
+    )
+
+
+def _call_rows(
+    ev: Evaluator, problem: Problem, traj: Trajectories, rows: list[int]
+) -> tuple[Tensor, int]:
+    """Per-trajectory gradients [len(rows), P] of one call on the batch ``rows`` (made safe
+    against broadcasting: extra copies are appended and their rows dropped)."""
+    padded = batch_rows(rows, batch_dims(problem, make_batch(traj, rows)))
+    return ev.call(problem, make_batch(traj, padded)).grads[: len(rows)], len(padded)
 
 
 def separable_expectation(
-    ev: Evaluator, problem: Problem, batch_size: int
+    ev: Evaluator, problem: Problem, batch_size: int, *, one_at_a_time: bool = False
 ) -> tuple[Expectation | None, CallOutcome | None]:
-    """E[ĝ] for a loss that treats trajectories separately, or None if it mixes them."""
+    """E[ĝ] for a loss that treats trajectories separately, or None if it mixes them.
+
+    With ``one_at_a_time`` every call is a batch of one trajectory (the learner asked for it).
+    """
     traj, p = problem.support(problem.theta0)
     M = len(traj)
-    try:
-        full = ev.call(problem, traj)
-    except LearnerFailure as failure:
-        if failure.error.kind != ErrorKind.EXCEPTION or M == 1:
-            raise
-        return _one_at_a_time(ev, problem, traj, p, failure), None
+    if one_at_a_time:
+        return _one_at_a_time(ev, problem, traj, p), None
+    rows = batch_rows(list(range(M)), batch_dims(problem, traj))
+    full = ev.call(problem, make_batch(traj, rows))
+    full = CallOutcome(
+        full.grads[:M], full.leaf_norms, {k: v[:M] for k, v in full.leaf_grads.items()}
+    )
     subset = list(range(0, M, 2)) if M > 1 else [0]
-    sub = ev.call(problem, traj.select(subset))
-    reduction = classify_reduction(full.grads[subset], sub.grads, M / len(subset))
+    sub_rows = batch_rows(subset, batch_dims(problem, traj) | {len(rows)})
+    sub = ev.call(problem, traj.select(sub_rows)).grads[: len(subset)]
+    reduction = classify_reduction(full.grads[subset], sub, len(rows) / len(sub_rows))
     if reduction == "mixing":
         return None, full
-    per_traj = p @ full.grads * (M if reduction == "mean" else 1.0)
+    per_traj = p @ full.grads * (len(rows) if reduction == "mean" else 1.0)
     factor = 1.0 if reduction == "mean" else float(batch_size)
     g = -per_traj * factor
-    return Expectation(problem.name, g.tolist(), reduction, full.leaf_norms, batch_size), full
+    exp = Expectation(problem.name, g.tolist(), reduction, full.leaf_norms, batch_size)
+    exp.padding_dependent = _padding_dependent(ev, problem, traj)
+    return exp, full
 
 
-def _one_at_a_time(
-    ev: Evaluator, problem: Problem, traj: Trajectories, p: Tensor, failure: LearnerFailure
-) -> Expectation:
-    """Fallback for a loss that only works on one trajectory: a loop over batches of one."""
+def _padding_dependent(ev: Evaluator, problem: Problem, traj: Trajectories) -> bool:
+    """Whether the loss changes when the same short episodes are padded less.
+
+    Training pads each batch to its longest episode, so such a loss (a mean over all B×T
+    entries, a forgotten mask) weighs batches by their padded length: biased in training.
+    """
+    longest = int(traj.lengths.max())
+    short = [j for j in range(len(traj)) if int(traj.lengths[j]) < longest][::2]
+    if not short:
+        return False
+    trimmed = make_batch(traj, short)
+    avoid = batch_dims(problem, trimmed) | batch_dims(problem, traj)
+    rows = batch_rows(short, avoid)
+    a = ev.call(problem, traj.select(rows)).grads[: len(short)]
+    b = ev.call(problem, make_batch(traj, rows)).grads[: len(short)]
+    scale = max(float(a.abs().max()), 1e-300)
+    return float((a - b).abs().max()) > PROBE_RTOL * scale
+
+
+def _one_at_a_time(ev: Evaluator, problem: Problem, traj: Trajectories, p: Tensor) -> Expectation:
+    """E[ĝ] from batches of one trajectory each (``one_at_a_time=True``)."""
     acc = torch.zeros(problem.theta0.numel(), dtype=torch.float64)
     norms: dict[str, float] = {}
     for j in range(len(traj)):
-        try:
-            out = ev.call(problem, traj.select([j]))
-        except LearnerFailure as single:
-            raise failure if single.error.kind == ErrorKind.EXCEPTION else single from None
+        out = ev.call(problem, make_batch(traj, [j]))
         acc += p[j] * out.grads[0]
         for name, v in out.leaf_norms.items():
             norms[name] = max(norms.get(name, 0.0), v)
@@ -331,19 +430,56 @@ def classify_reduction(in_full: Tensor, in_subset: Tensor, size_ratio: float) ->
     return "mixing"
 
 
-def pairwise_expectation(ev: Evaluator, problem: Problem) -> Expectation:
-    """E[−∇L(τ_j, τ_k)] over every ordered batch of two, τ_j, τ_k ~ p_θ independently."""
+#: The batch size at which losses that mix trajectories are checked (B ≥ 3: at B = 2 a
+#: leave-one-out baseline and several normalisations degenerate).
+MIXING_BATCH = 3
+
+
+def mixing_batch_size(problem: Problem) -> int:
+    """The smallest B ≥ :data:`MIXING_BATCH` that differs from the problem's T, A and S."""
+    traj = problem.support(problem.theta0)[0]
+    B = MIXING_BATCH
+    while B in batch_dims(problem, traj):
+        B += 1
+    return B
+
+
+def batch_expectation(ev: Evaluator, problem: Problem, size: int | None = None) -> Expectation:
+    """E[−∇L(τ_1, …, τ_B)] over every batch of B i.i.d. trajectories τ_b ~ p_θ.
+
+    E = Σ_{j_1..j_B} Π_b p_{j_b} ∇L(τ_{j_1}, …, τ_{j_B}). For a loss that is symmetric in
+    the order of the batch (checked by a probe) the sum runs over multisets with their
+    multinomial counts, B!/Π_k n_k!, instead of every ordered tuple.
+    """
     traj, p = problem.support(problem.theta0)
     M = len(traj)
+    B = mixing_batch_size(problem) if size is None else size
     acc = torch.zeros(problem.theta0.numel(), dtype=torch.float64)
     norms: dict[str, float] = {}
-    for j in range(M):
-        for k in range(M):
-            out = ev.call(problem, traj.select([j, k]))
-            acc += p[j] * p[k] * out.grads.sum(0)
-            for name, v in out.leaf_norms.items():
-                norms[name] = max(norms.get(name, 0.0), v)
-    return Expectation(problem.name, (-acc).tolist(), "mixing", norms, 2)
+
+    def grad_of(rows: tuple[int, ...]) -> Tensor:
+        out = ev.call(problem, make_batch(traj, list(rows)))
+        for name, v in out.leaf_norms.items():
+            norms[name] = max(norms.get(name, 0.0), v)
+        return out.grads.sum(0)
+
+    symmetric = True
+    if M >= 2:
+        probe = tuple((i * 5 + 1) % M for i in range(B))
+        turned = probe[1:] + probe[:1]
+        a, b = grad_of(probe), grad_of(turned)
+        scale = max(float(a.abs().max()), 1e-300)
+        symmetric = float((a - b).abs().max()) <= PROBE_RTOL * scale
+    if symmetric:
+        fact = math.factorial(B)
+        for rows in itertools.combinations_with_replacement(range(M), B):
+            counts = Counter(rows).values()
+            weight = fact / math.prod(math.factorial(c) for c in counts)
+            acc += weight * float(torch.prod(p[list(rows)])) * grad_of(rows)
+    else:
+        for rows in itertools.product(range(M), repeat=B):
+            acc += float(torch.prod(p[list(rows)])) * grad_of(rows)
+    return Expectation(problem.name, (-acc).tolist(), "mixing", norms, B)
 
 
 def extract_weights(

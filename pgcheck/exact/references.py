@@ -12,7 +12,7 @@ from torch import Tensor
 from pgcheck.exact.expectation import (
     Evaluator,
     Expectation,
-    pairwise_expectation,
+    batch_expectation,
     separable_expectation,
 )
 from pgcheck.exact.vocabulary import requested_names
@@ -44,7 +44,7 @@ def reference_expectation(code: str, fn: Callable[..., Any], prob: Problem, mode
         ev = Evaluator(fn, requested_names(fn), timeout=60.0, trusted=True)
         exp: Expectation | None
         if mode == "mixing":
-            exp = pairwise_expectation(ev, prob)
+            exp = batch_expectation(ev, prob)
         else:
             exp, _ = separable_expectation(ev, prob, 1)
         if exp is None:

@@ -72,7 +72,11 @@ def requested_names(fn: Callable[..., Any]) -> list[str]:
                 "def pseudo_loss(log_probs, q_values, gamma, mask): ..."
             )
         if p.kind is p.VAR_KEYWORD:
-            continue
+            raise VocabularyError(
+                f"Your loss takes **{p.name}; pgcheck passes exactly the inputs a loss names, "
+                "so name them, e.g. def pseudo_loss(log_probs, q_values, gamma, mask): ... "
+                f"The names are:\n{vocabulary_text()}"
+            )
         if p.kind is p.POSITIONAL_ONLY:
             raise VocabularyError("Your loss has positional-only parameters; remove the '/'.")
         if p.name in VOCABULARY:
@@ -82,8 +86,6 @@ def requested_names(fn: Callable[..., Any]) -> list[str]:
                 f"Your loss asks for `{p.name}`, which pgcheck does not provide. "
                 f"Ask for inputs by these names:\n{vocabulary_text()}"
             )
-    if any(p.kind is p.VAR_KEYWORD for p in sig.parameters.values()):
-        names = list(VOCABULARY)
     if not names:
         raise VocabularyError(
             "Your loss asks for no inputs. Give it parameters named from this vocabulary:\n"

@@ -9,10 +9,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from functools import cache
 
+import torch
+
 from pgcheck.problems.base import Problem
 from pgcheck.problems.discounted import random_discounted_mdp
 from pgcheck.problems.gaussian import GaussianBandit, gaussian_bandit
-from pgcheck.problems.tabular import categorical_bandit, random_mdp
+from pgcheck.problems.policies import LinearSoftmax
+from pgcheck.problems.tabular import FiniteHorizonMDP, categorical_bandit, random_mdp
 
 #: The default suite: no common mistake can hide in all of them at once.
 #: γ < 1 (catches a missing γ^t) and γ = 1; random termination (lengths differ: catches a
@@ -20,9 +23,9 @@ from pgcheck.problems.tabular import categorical_bandit, random_mdp
 #: reward-to-go); non-uniform linear, tabular and MLP policies; H ≥ 3 (timing bugs).
 SUITE_NAMES = ("mdp-linear", "mdp-mlp", "mdp-tabular-undiscounted", "bandit", "gaussian")
 
-#: Small instances (few trajectories) for losses that mix trajectories in a batch: every
-#: batch of two is enumerated.
-MIXING_NAMES = ("mdp-small", "bandit", "gaussian-small")
+#: Instances for losses that mix trajectories in a batch: every batch of three is enumerated,
+#: so they have few trajectories, but "mdp-mix" is as long as the main suite (H = 4).
+MIXING_NAMES = ("mdp-mix", "bandit", "gaussian-small")
 
 
 def _small_gaussian() -> GaussianBandit:
@@ -31,13 +34,46 @@ def _small_gaussian() -> GaussianBandit:
     return bandit
 
 
+def _mixing_mdp() -> FiniteHorizonMDP:
+    """A chain of S = 5 states, A = 2, H = 4, γ = 0.9: action 0 moves on (the episode ends
+    with probability 0.25), action 1 ends the episode. 8 trajectories of lengths 1–4, so all
+    120 multisets of three are enumerable; T = 4, A = 2, S = 5 and B = 3 all differ."""
+    g = torch.Generator().manual_seed(19)
+    S, A, H = 5, 2, 4
+    P = torch.zeros(S, A, S, dtype=torch.float64)
+    for s in range(S - 1):
+        P[s, 0, s + 1] = 0.75
+    R = torch.randn(S, A, generator=g, dtype=torch.float64) + 0.5
+    policy = LinearSoftmax(torch.randn(S, A, 3, generator=g, dtype=torch.float64))
+    theta0 = 0.8 * torch.randn(policy.n_params, generator=g, dtype=torch.float64)
+    p0 = torch.zeros(S, dtype=torch.float64)
+    p0[0] = 1.0
+    return FiniteHorizonMDP(p0, P, R, H, 0.9, policy, theta0, "mdp-mix")
+
+
 #: name -> builder of every named instance.
 BUILDERS: dict[str, Callable[[], Problem]] = {
+    # B (the batch: every trajectory), T, A and S differ on every instance
     "mdp-linear": lambda: random_mdp(
-        11, n_states=3, n_actions=2, horizon=3, gamma=0.9, policy="linear", name="mdp-linear"
+        11,
+        n_states=4,
+        n_actions=2,
+        horizon=3,
+        gamma=0.9,
+        policy="linear",
+        n_features=5,
+        name="mdp-linear",
     ),
     "mdp-mlp": lambda: random_mdp(
-        12, n_states=3, n_actions=3, horizon=3, gamma=0.8, policy="mlp", name="mdp-mlp"
+        12,
+        n_states=2,
+        n_actions=3,
+        horizon=4,
+        gamma=0.8,
+        policy="mlp",
+        n_features=5,
+        fanout=1,
+        name="mdp-mlp",
     ),
     "mdp-tabular-undiscounted": lambda: random_mdp(
         13,
@@ -62,6 +98,7 @@ BUILDERS: dict[str, Callable[[], Problem]] = {
         name="mdp-small",
     ),
     "gaussian-small": _small_gaussian,
+    "mdp-mix": _mixing_mdp,
     "discounted": lambda: random_discounted_mdp(17, name="discounted"),
 }
 

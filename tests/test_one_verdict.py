@@ -1,0 +1,326 @@
+"""One verdict everywhere: for every graded exercise of every notebook, the visible test
+cell, the hidden test and pgcheck's instant feedback (the notebook's own feedback call)
+agree on a bank of right and wrong answers, written as a learner would."""
+
+from __future__ import annotations
+
+import ast
+import math
+import textwrap
+from pathlib import Path
+
+import nbformat
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+import pgcheck
+import pgcheck.grading
+from pgcheck.grading.notebook import nbgrader_meta, parse_source
+
+ROOT = Path(__file__).resolve().parents[1]
+SOURCES = sorted((ROOT / "solutions").glob("*/*.ipynb"))
+
+LOG_PI = """
+def log_pi(logits, actions):
+    return torch.log_softmax(logits, dim=-1).gather(-1, actions.unsqueeze(-1)).squeeze(-1)
+"""
+
+#: function name -> (right answers, wrong answers), each the source of a definition
+BANK: dict[str, tuple[list[str], list[str]]] = {
+    "score_softmax_linear": (
+        [
+            """def score_softmax_linear(theta, features, action):
+    probs = torch.softmax(features @ theta, dim=0)
+    return features[action] - probs @ features""",
+            # float32 arithmetic (issue 10: the old visible test raised on it)
+            """def score_softmax_linear(theta, features, action):
+    th, X = theta.float(), features.float()
+    return (X[action] - torch.softmax(X @ th, 0) @ X).double()""",
+        ],
+        [
+            """def score_softmax_linear(theta, features, action):
+    probs = torch.softmax(features @ theta, dim=0)
+    return probs @ features - features[action]""",
+        ],
+    ),
+    "score_estimator_gaussian": (
+        [
+            """def score_estimator_gaussian(samples, theta, f):
+    mu, sigma = theta[0], theta[1].exp()
+    z = (samples - mu) / sigma
+    return (f(samples)[:, None] * torch.stack([z / sigma, z**2 - 1], -1)).mean(0)""",
+        ],
+        [
+            """def score_estimator_gaussian(samples, theta, f):
+    mu, sigma = theta[0], theta[1].exp()
+    z = (samples - mu) / sigma
+    return (f(samples)[:, None] * torch.stack([z / sigma, z**2], -1)).mean(0)""",
+        ],
+    ),
+    "log_pi": (
+        [LOG_PI],
+        [
+            """def log_pi(logits, actions):
+    return torch.softmax(logits, -1).gather(-1, actions.unsqueeze(-1)).squeeze(-1)""",
+        ],
+    ),
+    "log_prob_trajectory": (
+        [
+            """def log_prob_trajectory(states, actions, log_p0, log_pi, log_P):
+    now, nxt = states[:-1], states[1:]
+    return log_p0[states[0]] + log_pi[now, actions].sum() + log_P[now, actions, nxt].sum()""",
+        ],
+        [
+            """def log_prob_trajectory(states, actions, log_p0, log_pi, log_P):
+    now, nxt = states[:-1], states[1:]
+    return log_pi[now, actions].sum() + log_P[now, actions, nxt].sum()""",
+        ],
+    ),
+    "discounted_return": (
+        [
+            """def discounted_return(rewards, gamma):
+    return sum(gamma**t * r for t, r in enumerate(rewards.tolist()))""",
+        ],
+        [
+            """def discounted_return(rewards, gamma):
+    return rewards.sum()"""
+        ],
+    ),
+    "mc_gradient_loss": (
+        [
+            LOG_PI
+            + """
+def mc_gradient_loss(logits, actions, mask, returns):
+    return -(returns * (log_pi(logits, actions) * mask).sum(dim=1)).mean()""",
+        ],
+        [
+            LOG_PI
+            + """
+def mc_gradient_loss(logits, actions, mask, returns):
+    return (returns * (log_pi(logits, actions) * mask).sum(dim=1)).mean()""",
+            # issue 10: returns [B] broadcast against [B, T]
+            LOG_PI
+            + """
+def mc_gradient_loss(logits, actions, mask, returns):
+    return -(returns * (log_pi(logits, actions) * mask)).sum(1).mean()""",
+        ],
+    ),
+    "pseudo_loss_tutorial": (
+        [
+            """def pseudo_loss_tutorial(log_probs, returns, mask):
+    return -(returns.detach() * (log_probs * mask).sum(dim=1)).mean()""",
+            # issue 10: no .detach() on returns computed from rewards cannot matter
+            """def pseudo_loss_tutorial(log_probs, returns, mask):
+    return -(returns * (log_probs * mask).sum(dim=1)).mean()""",
+        ],
+        [
+            """def pseudo_loss_tutorial(log_probs, returns, mask):
+    return -(returns * log_probs.sum(dim=1)).mean()""",
+            """def pseudo_loss_tutorial(log_probs, returns, mask):
+    return -(returns * (log_probs * mask)).sum(1).mean()""",
+        ],
+    ),
+    "pseudo_loss_lecture": (
+        [
+            """def pseudo_loss_lecture(logits, actions, q_values, gamma):
+    B, T, A = logits.shape
+    nll = F.cross_entropy(logits.reshape(B * T, A), actions.reshape(B * T),
+                          reduction="none").reshape(B, T)
+    return (gamma ** torch.arange(T, dtype=q_values.dtype) * q_values * nll).sum(1).mean()""",
+        ],
+        [
+            """def pseudo_loss_lecture(logits, actions, q_values, gamma):
+    B, T, A = logits.shape
+    nll = F.cross_entropy(logits.reshape(B * T, A), actions.reshape(B * T),
+                          reduction="none").reshape(B, T)
+    return (q_values * nll).sum(1).mean()""",
+        ],
+    ),
+    "collect_episode": (
+        [
+            """def collect_episode(env, policy, rng):
+    observations, actions, rewards = [], [], []
+    obs, info = env.reset()
+    while True:
+        action = policy(obs, rng)
+        next_obs, reward, terminated, truncated, info = env.step(action)
+        observations.append(obs); actions.append(action); rewards.append(reward)
+        obs = next_obs
+        if terminated or truncated:
+            break
+    return np.array(observations), np.array(actions), np.array(rewards, dtype=np.float64)""",
+        ],
+        [
+            """def collect_episode(env, policy, rng):
+    observations, actions, rewards = [], [], []
+    obs, info = env.reset()
+    while True:
+        action = policy(obs, rng)
+        obs, reward, terminated, truncated, info = env.step(action)
+        observations.append(obs); actions.append(action); rewards.append(reward)
+        if terminated or truncated:
+            break
+    return np.array(observations), np.array(actions), np.array(rewards, dtype=np.float64)""",
+        ],
+    ),
+    "pseudo_loss": (
+        [
+            """def pseudo_loss(logits, actions, returns, mask):
+    lp = torch.log_softmax(logits, -1).gather(-1, actions.unsqueeze(-1)).squeeze(-1)
+    return -(returns.detach().unsqueeze(1) * lp * mask).sum() / returns.shape[0]""",
+        ],
+        [
+            # issue 10: .mean() over all B×T entries (biased with real padded batches)
+            """def pseudo_loss(logits, actions, returns, mask):
+    lp = torch.log_softmax(logits, -1).gather(-1, actions.unsqueeze(-1)).squeeze(-1)
+    return -(returns.unsqueeze(1) * lp * mask).mean()""",
+            """def pseudo_loss(logits, actions, returns, mask):
+    lp = torch.log_softmax(logits, -1).gather(-1, actions.unsqueeze(-1)).squeeze(-1)
+    return -(returns * (lp * mask)).sum(1).mean()""",
+        ],
+    ),
+    "reward_to_go": (
+        [
+            """def reward_to_go(rewards, gamma):
+    out, running = [], 0.0
+    for r in reversed(rewards.tolist()):
+        running = r + gamma * running
+        out.append(running)
+    return torch.tensor(out[::-1], dtype=rewards.dtype)""",
+        ],
+        [
+            """def reward_to_go(rewards, gamma):
+    out, running = [], 0.0
+    for r in rewards.tolist():
+        running = r + gamma * running
+        out.append(running)
+    return torch.tensor(out, dtype=rewards.dtype)""",
+        ],
+    ),
+    "rtg_pseudo_loss": (
+        [
+            """def rtg_pseudo_loss(log_probs, q_values, gamma, mask):
+    d = gamma ** torch.arange(q_values.shape[1], dtype=q_values.dtype)
+    return -(d * q_values * log_probs * mask).sum() / q_values.shape[0]""",
+        ],
+        [
+            """def rtg_pseudo_loss(log_probs, q_values, gamma, mask):
+    return -(q_values * log_probs * mask).sum() / q_values.shape[0]""",
+            """def rtg_pseudo_loss(log_probs, q_values, gamma, mask):
+    d = gamma ** torch.arange(q_values.shape[1], dtype=q_values.dtype)
+    return -(d * q_values * log_probs * mask).mean()""",
+        ],
+    ),
+    "pseudo_loss_with_baseline": (
+        [
+            """def pseudo_loss_with_baseline(log_probs, q_values, values, mask):
+    return -((q_values - values.detach()) * log_probs * mask).sum() / q_values.shape[0]""",
+        ],
+        [
+            # forgetting the detach of a θ-dependent baseline is a real bug
+            """def pseudo_loss_with_baseline(log_probs, q_values, values, mask):
+    return -((q_values - values) * log_probs * mask).sum() / q_values.shape[0]""",
+        ],
+    ),
+    "value_loss": (
+        [
+            """def value_loss(values, targets, mask):
+    return ((values - targets.detach()) ** 2 * mask).sum() / mask.sum()""",
+        ],
+        [
+            """def value_loss(values, targets, mask):
+    return ((values - targets) ** 2).mean()"""
+        ],
+    ),
+}
+
+
+def _exercises() -> list[tuple[Path, str, str, str]]:
+    """(notebook, function, visible test source, feedback call source) per hidden test."""
+    out = []
+    for path in SOURCES:
+        spec = parse_source(path)
+        nb = nbformat.read(path, as_version=4)
+        plain = [c.source for c in nb.cells if c.cell_type == "code" and not nbgrader_meta(c)]
+        for hidden in spec.hidden:
+            fn = hidden.function_name
+            visible = [v for v in spec.visible if fn in v.functions]
+            assert len(visible) == 1, f"{path.name}: {fn} has {len(visible)} visible tests"
+            feedback = _feedback_call(plain, fn) or (
+                f"pgcheck.check_{hidden.check}({fn}"
+                + "".join(f", {k}={v!r}" for k, v in hidden.options.items())
+                + ")"
+            )  # an exercise without a feedback cell (04's collect_episode): pgcheck's front
+            out.append((path, fn, visible[0].source, feedback))
+    return out
+
+
+def _feedback_call(cells: list[str], fn: str) -> str | None:
+    """The source of the notebook's instant-feedback call pgcheck.check_X(fn, ...)."""
+    for source in cells:
+        try:
+            tree = ast.parse(source)
+        except SyntaxError:
+            continue
+        for node in ast.walk(tree):
+            if (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Attribute)
+                and node.func.attr.startswith("check_")
+                and node.args
+                and isinstance(node.args[0], ast.Name)
+                and node.args[0].id == fn
+            ):
+                return ast.unparse(node)
+    return None
+
+
+EXERCISES = _exercises()
+
+
+def test_every_graded_exercise_is_in_the_bank():
+    assert {fn for _, fn, _, _ in EXERCISES} == set(BANK)
+    assert len(EXERCISES) == 15
+
+
+def _judges(answer: str, fn: str, visible: str, feedback: str, hidden) -> tuple[bool, bool, bool]:
+    import gymnasium as gym
+
+    ns = {"torch": torch, "F": F, "np": np, "math": math, "gym": gym, "pgcheck": pgcheck}
+    for other, (rights, _) in BANK.items():  # a visible cell may test two exercises (06)
+        if other != fn and other in visible:
+            exec(textwrap.dedent(rights[0]), ns)  # noqa: S102 - this file's own text
+    exec(textwrap.dedent(answer), ns)  # noqa: S102 - the bank is this file's own text
+    try:
+        exec(visible, dict(ns))  # noqa: S102
+        visible_ok = True
+    except AssertionError:
+        visible_ok = False
+    hidden_ns = dict(ns)
+    try:
+        exec(  # noqa: S102
+            f"pgcheck.grading.hidden_test({hidden.check!r}, {fn!r}, **{hidden.options!r})",
+            hidden_ns,
+        )
+        hidden_ok = True
+    except AssertionError:
+        hidden_ok = False
+    feedback_ok = bool(eval(feedback, dict(ns)).passed)  # noqa: S307
+    return visible_ok, hidden_ok, feedback_ok
+
+
+CASES = [
+    pytest.param(path, fn, vis, fb, answer, right, id=f"{path.stem[:2]}-{fn}-{kind}{i}")
+    for path, fn, vis, fb in EXERCISES
+    for right, kind in ((True, "right"), (False, "wrong"))
+    for i, answer in enumerate(BANK[fn][0 if right else 1])
+]
+
+
+@pytest.mark.parametrize(("path", "fn", "visible", "feedback", "answer", "right"), CASES)
+def test_visible_hidden_and_feedback_agree(path, fn, visible, feedback, answer, right):
+    hidden = next(h for h in parse_source(path).hidden if h.function_name == fn)
+    got = _judges(answer, fn, visible, feedback, hidden)
+    assert got == (right, right, right), (fn, got)
