@@ -30,6 +30,7 @@ class ErrorKind(StrEnum):
     PROBLEM = "problem"  # an unknown or unusable problem
     USAGE = "usage"  # the caller's mistake: an unknown or invalid option
     INTERNAL = "internal"  # pgcheck itself failed (a bug to report)
+    RECURSION = "recursion"  # recursed without end (RecursionError)
 
 
 @dataclass

@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 #: Verdicts of :func:`pgcheck.check_pseudo_loss`; the smaller checks use "correct" / "wrong".
-VERDICTS = ("unbiased", "scaled", "biased", "correct", "wrong", "error")
+VERDICTS = ("unbiased", "scaled", "biased", "correct", "wrong", "error", "accepted")
 
 
 @dataclass
@@ -39,6 +39,8 @@ class Report:
         rows: per-instance numbers shown in the table.
         notes: further remarks (e.g. what the learner's code printed).
         figure_data: data for :meth:`plot`, if the check recorded any.
+        legend: one line per symbol or column of the table that needs explaining
+            (e.g. ``{"α": "…"}``), shown after the table.
     """
 
     passed: bool
@@ -50,6 +52,7 @@ class Report:
     rows: list[Row] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     figure_data: dict[str, Any] | None = None
+    legend: dict[str, str] = field(default_factory=dict)
 
     # ------------------------------------------------------------------ constructors
     @classmethod
@@ -91,6 +94,7 @@ class Report:
             lines.append(f"  {row.instance}:")
             for key, value in row.columns.items():
                 lines.append(f"    {key:<28} {_fmt(value)}")
+        lines.extend(f"  {key}: {text}" for key, text in self.legend.items())
         lines.extend(f"note: {n}" for n in self.notes)
         return "\n".join(lines)
 
@@ -135,6 +139,11 @@ class Report:
                     )
                 parts.append("</tr>")
             parts.append("</table>")
+        for key, text in self.legend.items():
+            parts.append(
+                f'<p style="margin:2px 0;color:#57606a"><b>{html.escape(key)}</b>: '
+                f"{html.escape(text)}</p>"
+            )
         for note in self.notes:
             parts.append(f'<p style="margin:2px 0;color:#57606a">note: {html.escape(note)}</p>')
         parts.append("</div>")

@@ -26,6 +26,7 @@ import select
 import signal
 import struct
 import sys
+import tempfile
 import threading
 import time
 import traceback
@@ -270,8 +271,14 @@ def call_learner(
                 f"{name} was interrupted (KeyboardInterrupt){_learner_frames(exc)}; "
                 "nothing was checked.",
             )
-        except RecursionError:
-            result.error = LearnerError(ErrorKind.EXCEPTION, f"{name} recursed without end.")
+        except RecursionError as exc:
+            result.error = LearnerError(
+                ErrorKind.RECURSION,
+                f"{name} recursed without end (RecursionError: more than "
+                f"{sys.getrecursionlimit():,} nested calls{_learner_frames(exc)}). pgcheck "
+                f"allows at most {RECURSION_CAP:,}, even after sys.setrecursionlimit: write the "
+                "recursion as a loop.",
+            )
         except NotImplementedError:
             result.error = LearnerError(
                 ErrorKind.NOT_IMPLEMENTED,
@@ -361,16 +368,46 @@ def _count_dtype_calls(setter: Callable[..., Any]) -> Callable[..., Any]:
     return counted
 
 
+#: How many characters written to fds 1/2 in the child are sent back (as a report note).
+FD_OUTPUT_CHARS = 2000
+#: The largest recursion limit a learner's code may set in the child.
+RECURSION_CAP = 10_000
+_set_recursion_limit = sys.setrecursionlimit
+
+
+def _capped_recursion_limit(limit: int) -> None:
+    """sys.setrecursionlimit for the learner's code in the child: at most RECURSION_CAP."""
+    _set_recursion_limit(min(int(limit), max(RECURSION_CAP, sys.getrecursionlimit())))
+
+
+def _read_sink(sink: Any) -> str:
+    """The first FD_OUTPUT_CHARS characters written to the child's fds 1 and 2."""
+    try:
+        sink.seek(0)
+        return sink.read(FD_OUTPUT_CHARS).decode("utf-8", "replace")
+    except (OSError, ValueError):
+        return ""
+
+
 def _child_main(work: Callable[[], dict[str, Any]], write_fd: int, cpu_limit: float) -> None:
     """In the forked child: isolate, run ``work``, send ``len + JSON`` on ``write_fd``, _exit."""
     me = os.getpid()
     code = 0
     try:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, 1)  # C-level and fd-level writes go nowhere (Python's are captured)
-        os.dup2(devnull, 2)
-        os.close(devnull)
+        # C-level and fd-level writes go to a private file, never to the terminal (Python's
+        # print is captured separately); the first FD_OUTPUT_CHARS are sent back as a note.
+        sink = tempfile.TemporaryFile()
+        os.dup2(sink.fileno(), 1)
+        os.dup2(sink.fileno(), 2)
+        with contextlib.suppress(ImportError, ValueError, OSError):
+            import resource
+
+            resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 22, 1 << 22))
+            signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past it fails, no kill
+        # A learner's sys.setrecursionlimit is capped, so a recursion without end is a clean
+        # RecursionError instead of minutes of stack growth or a crash.
+        sys.setrecursionlimit = _capped_recursion_limit  # type: ignore[assignment]
         with contextlib.suppress(ImportError, ValueError, OSError):
             import resource
 
@@ -389,6 +426,10 @@ def _child_main(work: Callable[[], dict[str, Any]], write_fd: int, cpu_limit: fl
                 )
         if os.getpid() != me:  # a fork of the learner's that got this far says nothing
             os._exit(0)
+        if isinstance(result, dict):
+            fd_text = _read_sink(sink)
+            if fd_text:
+                result["fd_output"] = fd_text
         try:
             data = json.dumps(result, allow_nan=True).encode()
         except (TypeError, ValueError) as exc:

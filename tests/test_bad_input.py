@@ -388,7 +388,7 @@ ESCAPES = {
     eviler_subclass: ("exception", "SystemExit"),
     ignores_alarm: ("timeout", "limit"),
     catches_alarm: ("timeout", "limit"),
-    deep_recursion: (None, ""),
+    deep_recursion: ("recursion", "recursed without end"),
     sets_same_dtype: ("global_state", "default dtype"),
     kwargs_loss: ("vocabulary", "**inputs"),
 }

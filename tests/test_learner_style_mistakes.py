@@ -383,6 +383,48 @@ def no_path_numpy(log_probs, q_values, mask):
     return -(lp * q_values * mask).sum(1).mean()
 
 
+def greedy_action_log_prob(logits, q_values, gamma, mask):
+    """log π of the action the policy likes best (argmax), not of the action taken."""
+    greedy = logits.argmax(dim=-1)
+    lp = Categorical(logits=logits).log_prob(greedy)
+    return -(lp * q_values * gamma_powers(gamma, mask.shape[1]) * mask).sum(1).mean()
+
+
+def greedy_action_full_return(logits, returns, mask):
+    """F.log_softmax picked at the argmax, times R(τ)."""
+    logp = F.log_softmax(logits, dim=-1).max(dim=-1).values
+    return -(returns[:, None] * logp * mask).sum(1).mean()
+
+
+def squared_log_probs(log_probs, rewards, gamma, mask):
+    """A 'squared error' instinct: (log π)² weighted by the reward-to-go."""
+    w = rtg_by_loop(rewards, gamma) * gamma_powers(gamma, rewards.shape[1])
+    return (w * log_probs.pow(2) * mask).sum(1).mean()
+
+
+def clamped_log_probs(log_probs, returns, mask):
+    """log π clamped 'for stability' at −1: the unlikely actions lose their gradient."""
+    safe = torch.clamp(log_probs, min=-1.0)
+    return -(returns[:, None] * safe * mask).sum(1).mean()
+
+
+def entropy_bonus_dist(dist, actions, rewards, gamma, mask):
+    """The A2C habit: policy loss minus 0.01 · entropy."""
+    w = rtg_by_loop(rewards, gamma) * gamma_powers(gamma, rewards.shape[1])
+    policy_loss = -(dist.log_prob(actions) * w * mask).sum(1).mean()
+    entropy = (dist.entropy() * mask).sum(1).mean()
+    return policy_loss - 0.01 * entropy
+
+
+def entropy_bonus_by_hand(logits, actions, q_values, gamma, mask):
+    """Entropy −Σ_a π log π computed by hand, every padded step included, β = 0.05."""
+    logp_all = F.log_softmax(logits, -1)
+    H = -(logp_all.exp() * logp_all).sum(-1)
+    lp = logp_all.gather(-1, actions[..., None]).squeeze(-1)
+    disc = gamma ** torch.arange(mask.shape[1], dtype=torch.float64)
+    return -(lp * disc * q_values * mask).sum(1).mean() - 0.05 * H.sum(1).mean()
+
+
 #: (loss, passed, verdict, diagnosis)
 CASES = [
     (sign_no_minus, False, "biased", "sign_flipped"),
@@ -396,9 +438,9 @@ CASES = [
     (baseline_from_action_value, False, "biased", "action_dependent_baseline"),
     (drops_r_swapped_loop, False, "biased", "drops_current_reward"),
     (drops_r_subtract, False, "biased", "drops_current_reward"),
-    (reward_to_come_loop, False, "biased", "reward_to_come"),
+    (reward_to_come_loop, False, "biased", "reward_to_come_from_start"),
     (reward_to_come_undiscounted_cumsum, False, "biased", "reward_to_come"),
-    (backwards_forward_loop, False, "biased", "discount_backwards"),
+    (backwards_forward_loop, False, "biased", "reward_to_come"),
     (immediate_with_gamma_t, False, "biased", "immediate_reward"),
     (undiscounted_total, False, "biased", "undiscounted_return"),
     (undiscounted_rtg_flip, False, "biased", "undiscounted_reward_to_go"),
@@ -410,13 +452,24 @@ CASES = [
     (per_episode_mean_loop, False, "biased", "per_episode_mean"),
     (per_episode_mean_without_gamma_t, False, "biased", "missing_gamma_t+per_episode_mean"),
     (mask_forgotten_sum, False, "biased", "forgotten_mask"),
-    (mask_forgotten_reward_to_come, False, "biased", "reward_to_come+forgotten_mask"),
+    (
+        mask_forgotten_reward_to_come,
+        False,
+        "biased",
+        "reward_to_come_from_start+forgotten_mask",
+    ),
     (normalised_returns, False, "biased", "advantage_normalisation"),
     (normalised_advantages_real_steps, False, "biased", "advantage_normalisation"),
     (normalised_including_padding, False, "biased", "advantage_normalisation"),
     (batch_sum, True, "scaled", "sum_over_batch"),
     (steps_mean, False, "biased", "mean_over_steps"),
     (steps_mean_then_batch_mean, False, "biased", "mean_over_steps"),
+    (greedy_action_log_prob, False, "biased", "argmax_action"),
+    (greedy_action_full_return, False, "biased", "argmax_action"),
+    (squared_log_probs, False, "biased", "log_probs_squared"),
+    (clamped_log_probs, False, "biased", "log_probs_clamped"),
+    (entropy_bonus_dist, False, "biased", "entropy_bonus"),
+    (entropy_bonus_by_hand, False, "biased", "entropy_bonus+forgotten_mask"),
     (no_path_tolist, False, "error", "no_path_to_theta"),
     (no_path_numpy, False, "error", "no_path_to_theta"),
 ]
@@ -452,7 +505,7 @@ def test_every_named_code_has_a_learner_style_case():
         "action_dependent_baseline",
         "drops_current_reward",
         "reward_to_come",
-        "discount_backwards",
+        "reward_to_come_from_start",
         "immediate_reward",
         "undiscounted_return",
         "undiscounted_reward_to_go",
@@ -464,6 +517,10 @@ def test_every_named_code_has_a_learner_style_case():
         "sum_over_batch",
         "mean_over_steps",
         "no_path_to_theta",
+        "argmax_action",
+        "log_probs_squared",
+        "log_probs_clamped",
+        "entropy_bonus",
     }
 
 
@@ -475,7 +532,68 @@ def test_missing_gamma_t_learner_loss_is_accepted_by_option():
     report = pgcheck.check_pseudo_loss(missing_gamma_t_loop, accept_missing_gamma_t=True)
     assert (report.passed, report.verdict, report.diagnosis) == (
         True,
-        "unbiased",
+        "accepted",
         "missing_gamma_t",
     ), report
+    assert "not unbiased" in report.message
     assert report.scale == pytest.approx(1.0)
+
+
+def test_entropy_bonus_is_named_as_another_objective():
+    report = pgcheck.check_pseudo_loss(entropy_bonus_dist)
+    assert "different objective" in report.message and "entropy" in report.message, report
+    assert "β ≈ 0.01" in report.message, report.message
+    assert "baseline" not in report.message, report.message
+
+
+# ============================================== unbiased estimators that look unusual
+def ppo_ratio_surrogate(log_probs, q_values, gamma, mask):
+    """PPO's ratio π_θ/π_θold at θ = θ_old: value 1, gradient ∇log π."""
+    old_log_probs = log_probs.detach()
+    ratio = torch.exp(log_probs - old_log_probs)
+    adv = q_values * gamma_powers(gamma, mask.shape[1])
+    return -(ratio * adv * mask).sum(1).mean()
+
+
+def ppo_clipped_surrogate(dist, actions, rewards, gamma, mask):
+    """The clipped objective min(r A, clip(r, 1 − ε, 1 + ε) A), at θ_old (r = 1)."""
+    lp = dist.log_prob(actions)
+    ratio = (lp - lp.detach()).exp()
+    adv = rtg_by_loop(rewards, gamma) * gamma_powers(gamma, rewards.shape[1])
+    surr = torch.min(ratio * adv, torch.clamp(ratio, 0.8, 1.2) * adv)
+    return -(surr * mask).sum(1).mean()
+
+
+def time_dependent_baseline(log_probs, q_values, gamma, mask):
+    """b(t) = 1/(1 + t): depends on the step only, so E[b(t) ∇log π] = 0."""
+    T = mask.shape[1]
+    b = torch.tensor([1.0 / (1 + t) for t in range(T)], dtype=torch.float64)
+    adv = (q_values - b) * gamma_powers(gamma, T)
+    return -(adv * log_probs * mask).sum(1).mean()
+
+
+@pytest.mark.parametrize(
+    "loss",
+    [ppo_ratio_surrogate, ppo_clipped_surrogate, time_dependent_baseline],
+    ids=lambda f: f.__name__,
+)
+def test_unusual_unbiased_estimators_pass(loss):
+    report = pgcheck.check_pseudo_loss(loss)
+    assert (report.passed, report.verdict, report.diagnosis) == (True, "unbiased", None), report
+
+
+def batch_mean_baseline(log_probs, returns, mask):
+    """R(τ_i) minus the batch's mean return, the trajectory itself included."""
+    baseline = returns.mean()
+    return -((returns - baseline)[:, None] * log_probs * mask).sum(1).mean()
+
+
+def test_batch_mean_baseline_passes_scaled_by_one_minus_one_over_b():
+    """E[(R_i − mean_j R_j) ∇log p(τ_i)] = (1 − 1/B) ∇J exactly: checked over every batch
+    of the mixing check (B = 3), so α = 2/3, and the message says why."""
+    report = pgcheck.check_pseudo_loss(batch_mean_baseline)
+    assert (report.passed, report.verdict) == (True, "scaled"), report
+    assert report.scale == pytest.approx(1 - 1 / 3, abs=1e-9)
+    assert "(1 − 1/B)" in report.message and "B = 3" in report.message, report.message
+    for row in report.rows:
+        assert row.columns["α"] == pytest.approx(2 / 3, abs=1e-9)

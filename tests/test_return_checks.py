@@ -124,7 +124,7 @@ def m_come_from_start(rewards, gamma):
     return np.cumsum(gamma ** np.arange(len(rewards)) * rewards.numpy())
 
 
-def m_backwards(rewards, gamma):
+def m_from_end(rewards, gamma):
     r = rewards.tolist()
     n = len(r)
     return [sum(gamma ** (n - 1 - k) * r[k] for k in range(t, n)) for t in range(n)]
@@ -168,7 +168,7 @@ def m_gamma_twice(rewards, gamma):
         (m_g0, "g0_everywhere"),
         (m_come, "reward_to_come"),
         (m_come_from_start, "reward_to_come_from_start"),
-        (m_backwards, "discount_backwards"),
+        (m_from_end, "discount_from_end"),
         (m_drops_current, "drops_current_reward"),
         (m_shifted, "drops_current_reward_shifted"),
         (m_undiscounted, "undiscounted"),
@@ -193,7 +193,7 @@ def test_reward_to_go_mistakes(fn, diagnosis):
         (lambda r, g: g ** np.arange(len(r)) * _g(r, g)[0], "g0_times_gamma_t"),
         (lambda r, g: g ** np.arange(len(r)) * m_drops_current(r, g), "drops_current_reward"),
         (lambda r, g: g ** np.arange(len(r)) * _g(r, 1.0), "undiscounted"),
-        (lambda r, g: g ** np.arange(len(r)) * np.asarray(m_backwards(r, g)), "discount_backwards"),
+        (lambda r, g: g ** np.arange(len(r)) * np.asarray(m_from_end(r, g)), "discount_from_end"),
         (m_gamma_twice, "gamma_t_twice"),
         (m_come_from_start, "reward_to_come_from_start"),
     ],
@@ -210,7 +210,7 @@ def test_discounted_reward_to_go_mistakes(fn, diagnosis):
         (lambda r, g: float(r.sum()), "undiscounted"),
         (
             lambda r, g: sum(g ** (len(r) - 1 - t) * float(x) for t, x in enumerate(r)),
-            "discount_backwards",
+            "discount_from_end",
         ),
         (lambda r, g: sum(g ** (t + 1) * float(x) for t, x in enumerate(r)), "exponent_off_by_one"),
         (rtg_torch_loop, "vector_instead_of_scalar"),

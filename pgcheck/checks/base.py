@@ -250,8 +250,9 @@ def read_output(
 
 
 def finite_or_none(arr: np.ndarray) -> list[Any]:
-    """A flat list of floats, with None where the value is NaN or inf (JSON has no NaN)."""
-    return [float(v) if math.isfinite(v) else None for v in arr.reshape(-1).tolist()]
+    """A flat list of floats, with None where the value is NaN; ±inf stay ±inf (a log π of
+    −inf is a legitimate value and is shown as such; the child's JSON allows Infinity)."""
+    return [None if math.isnan(v) else float(v) for v in arr.reshape(-1).tolist()]
 
 
 def _clean_value(v: Any) -> Any:
@@ -346,10 +347,12 @@ def count_mismatch(got: list[Any], expected: int, check: str, public: str) -> Re
 
 def output_notes(measurement: Mapping[str, Any]) -> list[str]:
     """A note with what the learner's function printed, if anything."""
-    out = measurement.get("output") or ""
-    if not out:
-        return []
-    return [f"your function printed: {out[:200]!r}" + (" …" if len(out) > 200 else "")]
+    notes = []
+    for key, what in (("output", "printed"), ("fd_output", "wrote to fd 1/2")):
+        out = measurement.get(key) or ""
+        if isinstance(out, str) and out:
+            notes.append(f"your function {what}: {out[:200]!r}" + (" …" if len(out) > 200 else ""))
+    return notes
 
 
 def close(a: np.ndarray, b: np.ndarray, rtol: float, atol: float) -> bool:

@@ -209,6 +209,8 @@ def judge(measurement: dict[str, Any], problem: ProblemSpec = None, **options: A
     if "error" in measurement:
         err = measurement["error"]
         report = Report.error(err["message"], check=NAME, diagnosis=err["kind"])
+        if err["kind"] == str(ErrorKind.NAN) and options.get("one_at_a_time"):
+            notes = notes + [text.NAN_ONE_AT_A_TIME]
         report.notes = notes
         return report
     mode = measurement["mode"]
@@ -232,6 +234,10 @@ def judge(measurement: dict[str, Any], problem: ProblemSpec = None, **options: A
         accept_missing_gamma_t=accept_missing_gamma_t,
         batch=max(int(e.get("batch_size", 3)) for e in measurement["instances"]),
         padding_dependent=any(e.get("padding_dependent") for e in measurement["instances"]),
+        leaf_parts=[
+            {k: torch.tensor(v, dtype=torch.float64) for k, v in e.get("leaf_expected", {}).items()}
+            for e in measurement["instances"]
+        ],
         notes=notes,
         figure_data={
             "problem": probs[0].name,
@@ -264,12 +270,17 @@ def _row(
 
 
 def _output_notes(measurement: dict[str, Any]) -> list[str]:
-    out = measurement.get("output") or ""
-    if not out:
-        return []
-    lines = out.splitlines()
-    shown = "\n".join(lines[:5]) + ("\n…" if len(lines) > 5 else "")
-    return [f"your loss printed (first lines shown):\n{shown}"]
+    """Notes with what the loss printed, and what it wrote to fds 1/2 directly (os.write, C
+    code), which pgcheck keeps away from the terminal."""
+    notes = []
+    for key, what in (("output", "printed"), ("fd_output", "wrote to stdout/stderr (fd 1/2)")):
+        out = measurement.get(key) or ""
+        if not isinstance(out, str) or not out:
+            continue
+        lines = out.splitlines()
+        shown = "\n".join(lines[:5]) + ("\n…" if len(lines) > 5 else "")
+        notes.append(f"your loss {what} (first lines shown):\n{shown}")
+    return notes
 
 
 CHECK = Check(NAME, measure, judge, prepare)

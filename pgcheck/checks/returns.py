@@ -8,9 +8,10 @@ random lengths, γ = 0, γ = 1 and 0 < γ < 1) and compares with
 * ``kind="reward_to_go"``:            G_t = Σ_{t'≥t} γ^{t'−t} r_{t'}          ([T])
 * ``kind="discounted_reward_to_go"``: γ^t G_t = Σ_{t'≥t} γ^{t'} r_{t'}        ([T])
 
-It recognises the common mistakes (G_0 at every t, reward-to-come, discount applied
-backwards, missing or extra γ^t, the off-by-one that drops the current reward, no discount,
-the immediate reward only, discounted rewards not summed, the vector in reverse order).
+It recognises the common mistakes (G_0 at every t, reward-to-come, discount counted
+from the end of the episode, missing or extra γ^t, the off-by-one that drops the current
+reward, no discount, the immediate reward only, discounted rewards not summed, the vector in
+reverse order).
 """
 
 from __future__ import annotations
@@ -102,7 +103,7 @@ def candidates(rewards: list[float], gamma: float, kind: str) -> dict[str, np.nd
     pw = gamma**t  # γ^t (with 0^0 = 1)
     g = reference(r, gamma, "reward_to_go")
     rev = (n - 1) - t  # T−1−t'
-    backwards = _sum_from(np.broadcast_to(gamma ** rev[None, :], (n, n)), r)
+    from_end = _sum_from(np.broadcast_to(gamma ** rev[None, :], (n, n)), r)
     dropped = g - r
     shifted = np.append(g[1:], 0.0)
     come = np.array([sum(gamma ** (k - j) * r[j] for j in range(k + 1)) for k in range(n)])
@@ -111,7 +112,7 @@ def candidates(rewards: list[float], gamma: float, kind: str) -> dict[str, np.nd
     if kind == "return":
         return {
             "undiscounted": np.asarray(r.sum()),
-            "discount_backwards": np.asarray((gamma**rev * r).sum()),
+            "discount_from_end": np.asarray((gamma**rev * r).sum()),
             "exponent_off_by_one": np.asarray((gamma ** (t + 1) * r).sum()),
             "last_reward_only": np.asarray(r[-1]),
         }
@@ -119,7 +120,7 @@ def candidates(rewards: list[float], gamma: float, kind: str) -> dict[str, np.nd
         "g0_everywhere": np.full(n, g[0]),
         "reward_to_come": come,
         "reward_to_come_from_start": come_abs,
-        "discount_backwards": backwards,
+        "discount_from_end": from_end,
         "drops_current_reward": dropped,
         "drops_current_reward_shifted": shifted,
         "undiscounted": undiscounted,
@@ -135,7 +136,7 @@ def candidates(rewards: list[float], gamma: float, kind: str) -> dict[str, np.nd
         "g0_times_gamma_t": pw * g[0],
         "reward_to_come": pw * come,
         "reward_to_come_from_start": come_abs,
-        "discount_backwards": pw * backwards,
+        "discount_from_end": pw * from_end,
         "drops_current_reward": pw * dropped,
         "drops_current_reward_shifted": pw * shifted,
         "undiscounted": pw * undiscounted,
@@ -154,11 +155,12 @@ CANDIDATE_MISTAKES: tuple[Mistake, ...] = (
         "You ignore γ: discount each reward by γ^(t'−t) (for the return, γ^t).",
     ),
     Mistake(
-        "discount_backwards",
+        "discount_from_end",
         "Σ_{t'≥t} γ^{T−1−t'} r_{t'}",
         (
-            "You apply the discount backwards (the last reward gets γ^0). The reward k steps ahead "
-            "gets γ^k: iterate t from T−1 down to 0 with G_t = r_t + γ G_{t+1}."
+            "Your discount is counted back from the end of the episode (the last reward gets "
+            "γ^0). The reward k steps ahead of t gets γ^k: iterate t from T−1 down to 0 with "
+            "G_t = r_t + γ G_{t+1}."
         ),
     ),
     Mistake(

@@ -160,8 +160,8 @@ PATTERNS: dict[str, Callable[..., Tensor]] = {
     "full_return": lambda q, r, R, g, m: R[:, None].expand_as(q),
     "drops_current_reward": lambda q, r, R, g, m: q - r,
     "immediate_reward": lambda q, r, R, g, m: r,
-    "reward_to_come": lambda q, r, R, g, m: _cumsum_discounted_from_start(r, g),
-    "discount_backwards": lambda q, r, R, g, m: _forward_loop(r, g),
+    "reward_to_come": lambda q, r, R, g, m: _forward_loop(r, g),
+    "reward_to_come_from_start": lambda q, r, R, g, m: _cumsum_discounted_from_start(r, g),
     "undiscounted_return": lambda q, r, R, g, m: r.sum(-1, keepdim=True).expand_as(q),
     "undiscounted_reward_to_go": lambda q, r, R, g, m: _undiscounted_rtg(r),
     "reward_to_come_undiscounted": lambda q, r, R, g, m: torch.cumsum(r, -1),
@@ -226,6 +226,7 @@ class WeightSpec:
             return -(w.detach() * score).sum(-1).mean()
 
         loss.__name__ = self.code.replace("+", "__")
+        loss.spec = self  # type: ignore[attr-defined]  # lets matching skip the calls
         return loss
 
 
@@ -246,7 +247,7 @@ def _correct_gamma_t(pattern: str) -> bool:
     return pattern not in (
         "full_return",
         "undiscounted_return",
-        "reward_to_come",
+        "reward_to_come_from_start",
         "reward_to_come_undiscounted",
         "gamma_t_twice",
     )
@@ -334,6 +335,71 @@ def everything_detached(log_probs: Tensor, q_values: Tensor, mask: Tensor) -> Te
     return -(q_values * log_probs.detach() * mask).sum(-1).mean()
 
 
+def _log_prob_of_argmax(logits: Tensor) -> Tensor:
+    """log π(a*|s_t) with a* = argmax_a logits: the greedy action, not the taken one."""
+    return torch.log_softmax(logits, -1).gather(-1, logits.argmax(-1, keepdim=True)).squeeze(-1)
+
+
+def argmax_reward_to_go(logits: Tensor, q_values: Tensor, gamma: float, mask: Tensor) -> Tensor:
+    """γ^t G_t times log π of the argmax action instead of the taken action."""
+    w = discounts(gamma, mask.shape[1]) * q_values
+    return weighted_log_probs(w, _log_prob_of_argmax(logits), mask)
+
+
+def argmax_full_return(logits: Tensor, returns: Tensor, mask: Tensor) -> Tensor:
+    """R(τ) times log π of the argmax action instead of the taken action."""
+    w = returns[:, None].expand_as(mask)
+    return weighted_log_probs(w, _log_prob_of_argmax(logits), mask)
+
+
+def argmax_missing_gamma_t(logits: Tensor, q_values: Tensor, mask: Tensor) -> Tensor:
+    """G_t (no γ^t) times log π of the argmax action instead of the taken action."""
+    return weighted_log_probs(q_values, _log_prob_of_argmax(logits), mask)
+
+
+def entropy_of_visited_states(dist: Any, mask: Tensor) -> Tensor:
+    """L = −(1/B) Σ_i Σ_t mask·H(π(·|s_t)): E[−∇L] = E[Σ_t ∇_θ H(π(·|s_t))] (states fixed).
+
+    Not a mistake on its own: the direction an entropy bonus adds to a policy gradient."""
+    return -(dist.entropy() * mask).sum(-1).mean()
+
+
+def entropy_with_padding(dist: Any, mask: Tensor) -> Tensor:
+    """The entropy of every padded entry too, −(1/B) Σ_i Σ_t H(π(·|s_t)) (mask forgotten)."""
+    return -(dist.entropy() + 0 * mask).sum(-1).mean()
+
+
+def _normalise_per_episode(w: Tensor, mask: Tensor) -> Tensor:
+    """(w − mean_t w)/std_t w over each episode's real steps (0 on padding)."""
+    n = mask.sum(-1, keepdim=True).clamp_min(1)
+    mu = (w * mask).sum(-1, keepdim=True) / n
+    var = (((w - mu) * mask) ** 2).sum(-1, keepdim=True) / n
+    return (w - mu) / (var.sqrt() + 1e-8) * mask
+
+
+def normalisation_per_episode(
+    log_probs: Tensor, q_values: Tensor, gamma: float, mask: Tensor
+) -> Tensor:
+    """γ^t G_t normalised over the steps of its own episode (what a batch normalisation
+    computes on a batch of one, ``one_at_a_time=True``): biased."""
+    w = _normalise_per_episode(discounts(gamma, mask.shape[1]) * q_values, mask)
+    return weighted_log_probs(w, log_probs, mask)
+
+
+def normalisation_per_episode_without_gamma_t(
+    log_probs: Tensor, q_values: Tensor, mask: Tensor
+) -> Tensor:
+    """G_t normalised over the steps of its own episode, without γ^t: biased."""
+    return weighted_log_probs(_normalise_per_episode(q_values, mask), log_probs, mask)
+
+
+#: Directions of an entropy bonus, E[Σ_t ∇_θ H(π(·|s_t))] with and without the mask.
+ENTROPY_REFERENCES: tuple[tuple[str, Loss], ...] = (
+    ("entropy_bonus", entropy_of_visited_states),
+    ("entropy_bonus+forgotten_mask", entropy_with_padding),
+)
+
+
 #: (diagnosis code, loss). Scaled ones pass with a note; everything_detached is an error.
 MISTAKES: dict[str, Loss] = {
     "sign_flipped": sign_flipped,
@@ -342,10 +408,11 @@ MISTAKES: dict[str, Loss] = {
     "theta_leak": values_not_detached,
     "action_dependent_baseline": action_dependent_baseline,
     "drops_current_reward": pattern_loss("drops_current_reward", gamma_t=True),
-    "reward_to_come": pattern_loss("reward_to_come", gamma_t=False),
+    "reward_to_come": pattern_loss("reward_to_come", gamma_t=True),
+    "reward_to_come_from_start": pattern_loss("reward_to_come_from_start", gamma_t=False),
     "immediate_reward": pattern_loss("immediate_reward", gamma_t=True),
     "missing_gamma_t": pattern_loss("reward_to_go", gamma_t=False),
-    "discount_backwards": pattern_loss("discount_backwards", gamma_t=True),
+    "discount_from_end": pattern_loss("discount_from_end", gamma_t=True),
     "per_episode_mean": pattern_loss("reward_to_go", gamma_t=True, per_episode_mean=True),
     "forgotten_mask": pattern_loss("full_return", gamma_t=False, use_mask=False),
     "advantage_normalisation": advantage_normalisation,
@@ -390,6 +457,11 @@ def reference_bank() -> list[tuple[str, Loss]]:
     named = [
         ("probs_instead_of_log_probs", probs_times_q),
         ("action_dependent_baseline", action_dependent_baseline),
+        ("argmax_action", argmax_reward_to_go),
+        ("argmax_action", argmax_full_return),
+        ("argmax_action+missing_gamma_t", argmax_missing_gamma_t),
+        ("advantage_normalisation", normalisation_per_episode),
+        ("advantage_normalisation", normalisation_per_episode_without_gamma_t),
     ]
     return [("correct", reward_to_go)] + named + [(w.code, w.loss()) for w in weight_bank()]
 

@@ -81,18 +81,20 @@ MISTAKES: tuple[Mistake, ...] = (
     ),
     Mistake(
         "reward_to_come",
-        "w_t = Σ_{t'≤t} γ^{t'} r_{t'}",
+        "w_t = γ^t Σ_{t'≤t} γ^{t−t'} r_{t'} (a forward loop G = r_t + γ·G)",
         (
-            "You weight log π(a_t|s_t) by the rewards collected up to step t. An action cannot "
-            "change the past: weight it by the rewards from t on, G_t = Σ_{t'≥t} γ^{t'−t} r_{t'}."
+            "You weight log π(a_t|s_t) by the rewards collected up to step t (a forward loop "
+            "G = r_t + γ·G gives Σ_{t'≤t} γ^{t−t'} r_{t'}). An action cannot change the past: "
+            "loop backwards from the last step, G_t = r_t + γ G_{t+1} = Σ_{t'≥t} γ^{t'−t} r_{t'}."
         ),
     ),
     Mistake(
-        "discount_backwards",
-        "w_t = γ^t Σ_{t'≤t} γ^{t−t'} r_{t'}",
+        "reward_to_come_from_start",
+        "w_t = Σ_{t'≤t} γ^{t'} r_{t'} (a running total of γ^{t'} r_{t'})",
         (
-            "Your discounted sum runs the wrong way: a forward loop G = r_t + γ·G gives Σ_{t'≤t} "
-            "γ^{t−t'} r_{t'}. Loop backwards from the last step: G_t = r_t + γ G_{t+1}."
+            "You weight log π(a_t|s_t) by the discounted rewards collected from the start up to "
+            "step t (Σ_{t'≤t} γ^{t'} r_{t'}). An action cannot change the past: weight it by "
+            "the rewards from t on, γ^t G_t with G_t = Σ_{t'≥t} γ^{t'−t} r_{t'}."
         ),
     ),
     Mistake(
@@ -151,7 +153,8 @@ MISTAKES: tuple[Mistake, ...] = (
         "w_t = (w_t − mean_batch(w)) / std_batch(w)",
         (
             "You normalise the weights over the batch ((w − mean)/std). For a finite batch this "
-            "is biased (here checked exactly at B = 2); it is a popular variance-reduction trick,"
+            "is biased (checked exactly over every batch of B = 3, or over each episode's own "
+            "steps with one_at_a_time=True); it is a popular variance-reduction trick,"
             " but it does not estimate ∇J. Subtract a baseline instead, or accept the bias "
             "knowingly."
         ),
@@ -207,6 +210,44 @@ MISTAKES: tuple[Mistake, ...] = (
             "γ^{2t} G_t. The weight is γ^t G_t."
         ),
     ),
+    Mistake(
+        "argmax_action",
+        "w_t log π(argmax_a π(a|s_t) | s_t)",
+        (
+            "You take log π of the most likely action (argmax of the logits), not of the action "
+            "a_t that was actually taken. The score function is ∇log π(a_t|s_t) of the sampled "
+            "action: gather log_probs at `actions` (or use dist.log_prob(actions))."
+        ),
+    ),
+    Mistake(
+        "log_probs_squared",
+        "L = −Σ_t w_t (log π(a_t|s_t))²: ∇ = 2 log π ∇log π",
+        (
+            "You transform log π(a_t|s_t) before weighting it ((log π)², or a power of it): its "
+            "gradient becomes 2·log π·∇log π, which vanishes as π(a_t|s_t) → 1 and changes sign"
+            " and scale from step to step. Weight log π(a_t|s_t) itself: L = −Σ_t w_t log π."
+        ),
+    ),
+    Mistake(
+        "log_probs_clamped",
+        "L = −Σ_t w_t clamp(log π(a_t|s_t), c): ∇ = 0 where the clamp is active",
+        (
+            "You clamp log π(a_t|s_t) (torch.clamp / clip): where the clamp is active its "
+            "gradient is exactly 0, so those steps (the unlikely actions, for a lower bound) drop"
+            " out of the gradient. Use log π unclamped (log_softmax / dist.log_prob never give "
+            "−inf for a taken action); clamp only values you don't differentiate."
+        ),
+    ),
+    Mistake(
+        "entropy_bonus",
+        "E[ĝ] = a ∇J + β E[Σ_t ∇_θ H(π(·|s_t))]",
+        (
+            "Your loss adds an entropy bonus: its expected gradient is {alpha} plus β times the "
+            "gradient of the policy's entropy at the visited states (β ≈ {beta}). That is the "
+            "gradient of a different objective (J plus an entropy bonus), a legitimate "
+            "regulariser, but not ∇J: check the policy-gradient part alone (β = 0)."
+        ),
+    ),
 )
 
 #: code -> message.
@@ -232,9 +273,9 @@ SCALED_MIXING = (
     "{one_minus:.4g}: unbiased up to that factor, which is harmless."
 )
 ACCEPTED_CONVENTION = (
-    "Accepted by option: your loss follows the common convention "
-    "Σ_t G_t ∇log π(a_t|s_t) without γ^t, which is biased for the discounted "
-    "objective when γ < 1 but widely used."
+    "Accepted by option (accept_missing_gamma_t=True), not unbiased: your loss follows the "
+    "common convention Σ_t G_t ∇log π(a_t|s_t) without γ^t, which is biased for the "
+    "discounted objective when γ < 1 (E[−∇L] ≠ ∇J here) but widely used."
 )
 ACCEPTED_SCALED = " It is a positive multiple (β = {beta:.4g}) of that convention's gradient."
 UNRECOGNISED = (
@@ -248,3 +289,33 @@ ONE_AT_A_TIME = (
     "training calls the loss on padded batches [B, T], so check it without that option too."
 )
 NUMBERS = "\nOn {problem}: ∇J = {grad_j}, E[−∇L] = {expected}."
+ALPHA_VARIES = (
+    "α differs between instances ({alphas}): your loss's scale depends on the problem (a mean "
+    "over padded steps gives α = 1/T, which changes with the episode lengths), so the step "
+    "size of training changes with the batch."
+)
+UNRECOGNISED_WHERE = "\n{where}"
+LEAK = (
+    "Your loss differentiates `values`, the exact V^π_θ(s_t) that pgcheck provides. That input "
+    "is privileged: it depends on θ through the true value function, which no learned critic "
+    "gives you, so differentiating it is never a policy gradient you could use in training. "
+    "Here the part of E[−∇L] that flows through `values` is {values_part}, and the part through "
+    "the policy's log-probabilities is {policy_part}; in total E[−∇L] = {total}. Use "
+    "values.detach() (a baseline), so only log π(a_t|s_t) is differentiated."
+)
+#: One line per symbol/column of the pseudo-loss report's table (shown after the table).
+LEGEND = {
+    "α": (
+        "the scale in E[−∇L] = α ∇J + r: the projection ⟨E[−∇L], ∇J⟩ / ‖∇J‖² (1 for a correct "
+        "estimator, −1 for a flipped sign, B for a sum over the batch)."
+    ),
+    "‖r‖/‖E[−∇L]‖": (
+        "the residual: the part of your expected gradient not along ∇J, relative to its size "
+        "(0 when it points along ∇J; > 0 means a bias no learning rate can fix)."
+    ),
+}
+NAN_ONE_AT_A_TIME = (
+    "with one_at_a_time=True every batch holds one trajectory: a normalisation over the batch "
+    "((R − mean)/std, advantage normalisation) divides by a standard deviation of 0 there. "
+    "Batch normalisation is biased anyway (advantage_normalisation); check without the option."
+)

@@ -14,7 +14,15 @@ from typing import Any
 from torch import Tensor
 
 from pgcheck.diagnosis import mistakes as text
-from pgcheck.diagnosis.matching import RTOL, Found, decompose, diagnose, diagnose_weights
+from pgcheck.diagnosis.matching import (
+    RTOL,
+    Found,
+    decompose,
+    diagnose,
+    diagnose_weights,
+    entropy_bonus,
+    where_weights_differ,
+)
 from pgcheck.diagnosis.mistakes import MESSAGES, message_for
 from pgcheck.problems import Problem
 from pgcheck.report import Report, Row
@@ -40,6 +48,8 @@ class Evidence:
     rows: list[Row] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     figure_data: dict[str, Any] | None = None
+    #: E[ĝ] through each θ-dependent input per instance (separable mode only)
+    leaf_parts: list[dict[str, Tensor]] = field(default_factory=list)
 
     @cached_property
     def parts(self) -> list[tuple[float, float, float]]:
@@ -55,9 +65,25 @@ class Evidence:
         """E[ĝ] ∥ ∇J on every instance (r = 0)."""
         return all(rr <= RTOL for _, rr, _ in self.parts)
 
+    @property
+    def alphas_differ(self) -> bool:
+        """α is not the same on every instance (relative difference > 1e-6)."""
+        a = self.alphas
+        return max(a) - min(a) > 1e-6 * max(abs(x) for x in a)
+
+    @cached_property
+    def entropy(self) -> tuple[str, float, float] | None:
+        """(code, a, β) when E[ĝ] = a ∇J + β E[Σ_t ∇H(π(·|s_t))] (an entropy bonus)."""
+        if self.mode != "separable":
+            return None
+        return entropy_bonus(self.gs, self.gjs, self.probs)
+
     @cached_property
     def found(self) -> Found | None:
-        """The recognised mistake (code, β), matched by weights first, then by gradients."""
+        """The recognised mistake (code, β): an entropy bonus first, then by weights, then by
+        gradients."""
+        if self.entropy is not None:
+            return self.entropy[0], self.entropy[1]
         return diagnose_weights(self.weights) or diagnose(self.gs, self.probs, self.mode)
 
     def numbers(self) -> str:
@@ -83,8 +109,14 @@ class Evidence:
             diagnosis=diagnosis,
             check=CHECK,
             rows=self.rows,
-            notes=self.notes,
+            notes=self.notes
+            + (
+                [text.ALPHA_VARIES.format(alphas=_alphas(self.alphas))]
+                if self.parallel and self.alphas_differ
+                else []
+            ),
             figure_data=self.figure_data,
+            legend=dict(text.LEGEND) if self.rows else {},
         )
 
 
@@ -116,12 +148,32 @@ def zero_gradient(ev: Evidence) -> Report | None:
 
 
 def theta_leak(ev: Evidence) -> Report | None:
-    """The loss differentiates the θ-dependent values V(s_t)."""
+    """The loss differentiates the θ-dependent values V(s_t) (privileged: fails even when
+    E[ĝ] happens to equal ∇J). The message splits E[ĝ] into the part through ``values``
+    and the part through the policy, each written as α ∇J + r."""
     if not ev.leaks:
         return None
-    return ev.report(
-        False, "biased", message_for("theta_leak") + ev.numbers(), ev.alphas[0], "theta_leak"
-    )
+    msg = message_for("theta_leak")
+    for parts, gj, g in zip(ev.leaf_parts, ev.gjs, ev.gs, strict=False):
+        if "values" not in parts:
+            continue
+        v = parts["values"]
+        msg = text.LEAK.format(
+            values_part=_as_multiple(v, gj),
+            policy_part=_as_multiple(g - v, gj),
+            total=_as_multiple(g, gj),
+        )
+        break
+    return ev.report(False, "biased", msg + ev.numbers(), ev.alphas[0], "theta_leak")
+
+
+def _as_multiple(v: Tensor, gj: Tensor) -> str:
+    """v written as α·∇J (+ r): "2·∇J", "0.98·∇J + r (‖r‖ = 12 % of it)", "0"."""
+    if float(v.norm()) <= 1e-12 * float(gj.norm()):
+        return "0"
+    alpha, rr, _ = decompose(v, gj)
+    head = "∇J" if abs(alpha - 1) <= 1e-6 else f"{alpha:.4g}·∇J"
+    return head if rr <= RTOL else f"{head} + r (‖r‖ = {rr:.2g} of its size)"
 
 
 def scaled(ev: Evidence) -> Report | None:
@@ -169,13 +221,7 @@ def accepted_convention(ev: Evidence) -> Report | None:
     beta = ev.found[1]
     exact = abs(beta - 1) <= 1e-6
     note = "" if exact else text.ACCEPTED_SCALED.format(beta=beta)
-    return ev.report(
-        beta > 0,
-        "unbiased" if exact else "scaled",
-        text.ACCEPTED_CONVENTION + note,
-        beta,
-        "missing_gamma_t",
-    )
+    return ev.report(beta > 0, "accepted", text.ACCEPTED_CONVENTION + note, beta, "missing_gamma_t")
 
 
 def named_mistake(ev: Evidence) -> Report:
@@ -183,20 +229,34 @@ def named_mistake(ev: Evidence) -> Report:
     code = None
     if ev.found is not None:
         code, beta = ev.found
-        if beta < 0:
+        if beta < 0 and code not in SIGN_FREE:
             code = "sign_flipped+" + code
     if code is None:
         msg = text.UNRECOGNISED.format(residual=max(rr for _, rr, _ in ev.parts))
+        where = where_weights_differ(ev.weights)
+        if where:
+            msg += text.UNRECOGNISED_WHERE.format(where=where)
+    elif ev.entropy is not None:
+        _, a, b = ev.entropy
+        alpha = "∇J" if abs(a - 1) <= 1e-6 else f"{a:.4g}·∇J"
+        rest = message_for(code.replace("entropy_bonus", "").strip("+"))
+        msg = MESSAGES["entropy_bonus"].format(alpha=alpha, beta=f"{b:.4g}") + (
+            " " + rest if rest else ""
+        )
     else:
         msg = message_for(code)
     return ev.report(False, "biased", msg + ev.numbers(), ev.alphas[0], code)
 
 
+#: Codes whose factor β may be negative without meaning a flipped sign.
+SIGN_FREE = frozenset({"log_probs_squared"})
+
+
 #: The rules in the order they are tried.
 RULES: tuple[Rule[Evidence], ...] = (
+    theta_leak,
     unbiased,
     zero_gradient,
-    theta_leak,
     padding_dependent,
     scaled,
     sign_flipped,

@@ -27,7 +27,7 @@ import itertools
 import math
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -95,6 +95,7 @@ class CallOutcome:
     grads: Tensor  # [B, P]: ∂L/∂θ through trajectory b's inputs
     leaf_norms: dict[str, float]  # |∂L/∂leaf| for each θ-dependent input
     leaf_grads: dict[str, Tensor]
+    by_leaf: dict[str, Tensor] = field(default_factory=dict)  # [B, P] through each leaf
 
 
 class Evaluator:
@@ -168,6 +169,7 @@ class Evaluator:
         total = torch.zeros(len(traj), P, dtype=torch.float64)
         norms: dict[str, float] = {}
         leaf_grads: dict[str, Tensor] = {}
+        by_leaf: dict[str, Tensor] = {}
         for (name, leaf), grad in zip(leaf_items, grads, strict=True):
             if grad is None:
                 norms[name] = 0.0
@@ -180,7 +182,9 @@ class Evaluator:
             leaf_grads[name] = grad
             norms[name] = float(grad.norm())
             jac = leaves.jacobians[name]
-            total += torch.einsum("b...,b...p->bp", grad, jac)
+            part = torch.einsum("b...,b...p->bp", grad, jac)
+            by_leaf[name] = part
+            total += part
         if not torch.isfinite(total).all():
             raise LearnerFailure(
                 LearnerError(
@@ -189,7 +193,7 @@ class Evaluator:
                     "log(probs) where a probability underflows; use log_softmax or dist.log_prob.",
                 )
             )
-        return CallOutcome(total, norms, leaf_grads)
+        return CallOutcome(total, norms, leaf_grads, by_leaf)
 
 
 def _plain(g: Tensor | None) -> Tensor | None:
@@ -308,6 +312,8 @@ class Expectation:
     leaf_norms: dict[str, float]
     batch_size: int
     padding_dependent: bool = False  # the loss changes with the padded length of the batch
+    #: E[ĝ] through each θ-dependent input alone (they add up to ``expected_grad``)
+    leaf_expected: dict[str, list[float]] = field(default_factory=dict)
 
 
 def batch_dims(problem: Problem, traj: Trajectories) -> set[int]:
@@ -371,7 +377,10 @@ def separable_expectation(
     rows = batch_rows(list(range(M)), batch_dims(problem, traj))
     full = ev.call(problem, make_batch(traj, rows))
     full = CallOutcome(
-        full.grads[:M], full.leaf_norms, {k: v[:M] for k, v in full.leaf_grads.items()}
+        full.grads[:M],
+        full.leaf_norms,
+        {k: v[:M] for k, v in full.leaf_grads.items()},
+        {k: v[:M] for k, v in full.by_leaf.items()},
     )
     subset = list(range(0, M, 2)) if M > 1 else [0]
     sub_rows = batch_rows(subset, batch_dims(problem, traj) | {len(rows)})
@@ -383,6 +392,8 @@ def separable_expectation(
     factor = 1.0 if reduction == "mean" else float(batch_size)
     g = -per_traj * factor
     exp = Expectation(problem.name, g.tolist(), reduction, full.leaf_norms, batch_size)
+    mult = (len(rows) if reduction == "mean" else 1.0) * factor
+    exp.leaf_expected = {k: (-(p @ v) * mult).tolist() for k, v in full.by_leaf.items()}
     exp.padding_dependent = _padding_dependent(ev, problem, traj)
     return exp, full
 
