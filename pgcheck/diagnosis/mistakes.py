@@ -299,7 +299,8 @@ LEAK = (
     "Your loss differentiates `values`, the exact V^π_θ(s_t) that pgcheck provides. That input "
     "is privileged: it depends on θ through the true value function, which no learned critic "
     "gives you, so differentiating it is never a policy gradient you could use in training. "
-    "Here the part of E[−∇L] that flows through `values` is {values_part}, and the part through "
+    "Here (on {problem}) the part of E[−∇L] that flows through `values` is {values_part}, and "
+    "the part through "
     "the policy's log-probabilities is {policy_part}; in total E[−∇L] = {total}. Use "
     "values.detach() (a baseline), so only log π(a_t|s_t) is differentiated."
 )

@@ -154,11 +154,12 @@ def theta_leak(ev: Evidence) -> Report | None:
     if not ev.leaks:
         return None
     msg = message_for("theta_leak")
-    for parts, gj, g in zip(ev.leaf_parts, ev.gjs, ev.gs, strict=False):
+    for parts, gj, g, prob in zip(ev.leaf_parts, ev.gjs, ev.gs, ev.probs, strict=False):
         if "values" not in parts:
             continue
         v = parts["values"]
         msg = text.LEAK.format(
+            problem=prob.name,
             values_part=_as_multiple(v, gj),
             policy_part=_as_multiple(g - v, gj),
             total=_as_multiple(g, gj),
