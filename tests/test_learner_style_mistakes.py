@@ -425,6 +425,31 @@ def entropy_bonus_by_hand(logits, actions, q_values, gamma, mask):
     return -(lp * disc * q_values * mask).sum(1).mean() - 0.05 * H.sum(1).mean()
 
 
+def discount_counted_from_the_end(log_probs, rewards, gamma, lengths, mask):
+    """Per episode: the last reward gets γ^0, the one before γ^1, ... (G_t summed after)."""
+    B, T = rewards.shape
+    G = torch.zeros(B, T, dtype=torch.float64)
+    for i in range(B):
+        n = int(lengths[i])
+        disc_r = [gamma ** (n - 1 - k) * float(rewards[i, k]) for k in range(n)]
+        for t in range(n):
+            G[i, t] = sum(disc_r[t:])
+    return -(G * gamma_powers(gamma, T) * log_probs * mask).sum(1).mean()
+
+
+def gamma_t_inside_and_outside(log_probs, rewards, gamma, mask):
+    """γ^t G_t built by a helper, then multiplied by γ^t once more."""
+    T = rewards.shape[1]
+    weights = rtg_by_loop(rewards, gamma) * gamma_powers(gamma, T)  # already γ^t G_t
+    return -(weights * gamma_powers(gamma, T) * log_probs * mask).sum(1).mean()
+
+
+def next_step_reward_to_go(log_probs, q_values, gamma, mask):
+    """q_values shifted by one step: G_{t+1} at step t (0 after the last step)."""
+    shifted = torch.cat([q_values[:, 1:], torch.zeros_like(q_values[:, :1])], dim=1)
+    return -(shifted * gamma_powers(gamma, mask.shape[1]) * log_probs * mask).sum(1).mean()
+
+
 #: (loss, passed, verdict, diagnosis)
 CASES = [
     (sign_no_minus, False, "biased", "sign_flipped"),
@@ -436,7 +461,7 @@ CASES = [
     (leak_values_in_loop, False, "biased", "theta_leak"),
     (baseline_detached_logit, False, "biased", "action_dependent_baseline"),
     (baseline_from_action_value, False, "biased", "action_dependent_baseline"),
-    (drops_r_swapped_loop, False, "biased", "drops_current_reward"),
+    (drops_r_swapped_loop, False, "biased", "next_step_weight"),  # stores G_{t+1} at t
     (drops_r_subtract, False, "biased", "drops_current_reward"),
     (reward_to_come_loop, False, "biased", "reward_to_come_from_start"),
     (reward_to_come_undiscounted_cumsum, False, "biased", "reward_to_come"),
@@ -464,6 +489,9 @@ CASES = [
     (batch_sum, True, "scaled", "sum_over_batch"),
     (steps_mean, False, "biased", "mean_over_steps"),
     (steps_mean_then_batch_mean, False, "biased", "mean_over_steps"),
+    (discount_counted_from_the_end, False, "biased", "discount_from_end"),
+    (gamma_t_inside_and_outside, False, "biased", "gamma_t_twice"),
+    (next_step_reward_to_go, False, "biased", "next_step_weight"),
     (greedy_action_log_prob, False, "biased", "argmax_action"),
     (greedy_action_full_return, False, "biased", "argmax_action"),
     (squared_log_probs, False, "biased", "log_probs_squared"),
@@ -517,6 +545,9 @@ def test_every_named_code_has_a_learner_style_case():
         "sum_over_batch",
         "mean_over_steps",
         "no_path_to_theta",
+        "discount_from_end",
+        "gamma_t_twice",
+        "next_step_weight",
         "argmax_action",
         "log_probs_squared",
         "log_probs_clamped",
@@ -597,3 +628,26 @@ def test_batch_mean_baseline_passes_scaled_by_one_minus_one_over_b():
     assert "(1 − 1/B)" in report.message and "B = 3" in report.message, report.message
     for row in report.rows:
         assert row.columns["α"] == pytest.approx(2 / 3, abs=1e-9)
+
+
+def test_the_docs_list_every_code_these_tests_name():
+    """docs/pgcheck-api.md lists every diagnosis code named here; the README names the new
+    ones (its list of recognised mistakes follows this file)."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    api = (root / "docs" / "pgcheck-api.md").read_text()
+    readme = (root / "README.md").read_text()
+    codes = {part for *_, d in CASES for part in d.split("+")}
+    assert not {c for c in codes if f"`{c}`" not in api}
+    for code in (
+        "argmax_action",
+        "log_probs_squared",
+        "log_probs_clamped",
+        "entropy_bonus",
+        "reward_to_come",
+        "reward_to_come_from_start",
+        "discount_from_end",
+    ):
+        assert f"`{code}`" in readme, code
+    assert "discount_backwards" not in api + readme

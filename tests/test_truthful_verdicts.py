@@ -217,3 +217,16 @@ def test_a_first_check_stays_within_its_cpu_budget(kind):
     seconds, verdict = out.stdout.split()
     assert verdict == ("unbiased" if kind == "correct" else "biased")
     assert float(seconds) < (1.0 if kind == "correct" else 2.0), out.stdout
+
+
+def convention_averaged_over_padded_steps(log_probs, q_values, mask):
+    """No γ^t (the convention) and a .mean() over all B×T entries (not the convention)."""
+    return -(q_values * log_probs * mask).mean()
+
+
+def test_the_convention_option_does_not_hide_a_mean_over_padded_steps():
+    report = pgcheck.check_pseudo_loss(
+        convention_averaged_over_padded_steps, accept_missing_gamma_t=True
+    )
+    assert not report.passed and report.verdict == "biased", report
+    assert report.diagnosis == "missing_gamma_t+mean_over_steps", report

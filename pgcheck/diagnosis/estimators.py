@@ -249,7 +249,6 @@ def _correct_gamma_t(pattern: str) -> bool:
         "undiscounted_return",
         "reward_to_come_from_start",
         "reward_to_come_undiscounted",
-        "gamma_t_twice",
     )
 
 

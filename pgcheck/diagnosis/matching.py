@@ -145,13 +145,18 @@ def diagnose_weights(weights: dict[str, Any] | None) -> Found | None:
         return None
     pi_taken = prob.policy.probs(prob.theta0)[traj.states, traj.actions]  # type: ignore[attr-defined]
     data = (traj.reward_to_go, traj.rewards, traj.returns, traj.gamma, traj.mask, traj.lengths)
+    first: Found | None = None
     for spec in estimators.weight_bank():
         ref = spec.weights(*data)
         if spec.probs:
             ref = ref * pi_taken
         beta = match_factor([w.reshape(-1)], [ref.reshape(-1)])
         if beta is not None and spec.code != "correct":
-            return spec.code, beta
+            if abs(beta - 1) <= 1e-6:  # an exact match beats one up to a factor (γ^t G_{t+1}
+                return spec.code, beta  # is γ^{t+1} G_{t+1} up to the constant 1/γ)
+            first = first or (spec.code, beta)
+    if first is not None:
+        return first
     return transformed_log_probs(w, traj, pi_taken) or action_dependence(w, traj)
 
 

@@ -216,7 +216,10 @@ def sign_flipped(ev: Evidence) -> Report | None:
 def accepted_convention(ev: Evidence) -> Report | None:
     """Σ_t G_t ∇log π without γ^t, accepted by ``accept_missing_gamma_t=True``."""
     if not (
-        ev.accept_missing_gamma_t and ev.found is not None and ev.found[0] == "missing_gamma_t"
+        ev.accept_missing_gamma_t
+        and not ev.padding_dependent  # a mean over padded B×T entries is not the convention
+        and ev.found is not None
+        and ev.found[0] == "missing_gamma_t"
     ):
         return None
     beta = ev.found[1]
@@ -232,6 +235,10 @@ def named_mistake(ev: Evidence) -> Report:
         code, beta = ev.found
         if beta < 0 and code not in SIGN_FREE:
             code = "sign_flipped+" + code
+        if ev.padding_dependent and not {"mean_over_steps", "forgotten_mask"} & set(
+            code.split("+")
+        ):
+            code += "+mean_over_steps"  # the weights name one mistake, the padding probe another
     if code is None:
         msg = text.UNRECOGNISED.format(residual=max(rr for _, rr, _ in ev.parts))
         where = where_weights_differ(ev.weights)
