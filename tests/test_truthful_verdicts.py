@@ -179,7 +179,25 @@ def test_a_recursion_without_end_gets_a_clear_message_quickly(capfd):
 
 # --------------------------------------------------------------------- −inf
 def test_minus_infinity_stays_minus_infinity():
-    assert finite_or_none(np.array([0.0, -np.inf, np.nan])) == [0.0, -math.inf, None]
+    wire = finite_or_none(np.array([0.0, -np.inf, np.nan]))
+    assert wire == [0.0, "-inf", "nan"]
+    json.dumps(wire, allow_nan=False)  # measurements stay strict JSON
+    back = np.array(wire, dtype=np.float64)
+    assert back[:2].tolist() == [0.0, -math.inf] and math.isnan(back[2])
+
+
+def naive_log_softmax(logits, actions):
+    """log(exp(z) / Σ exp(z)): −inf once a probability underflows."""
+    p = torch.exp(logits) / torch.exp(logits).sum(-1, keepdim=True)
+    return torch.log(p.gather(-1, actions[:, None]).squeeze(-1))
+
+
+def test_a_log_prob_of_minus_infinity_is_shown_as_minus_infinity():
+    report = pgcheck.check_log_prob(naive_log_softmax, policy="softmax")
+    assert not report.passed, report
+    shown = [v for row in report.rows for v in (row.columns.get("yours") or [])]
+    assert "-inf" in shown and None not in shown, shown
+    assert "-inf" in str(report)
     report = Report(False, "wrong", "m", rows=[Row("x", {"yours": [-math.inf, 0.5]})])
     assert "[-inf, 0.5]" in str(report)
     assert json.loads(json.dumps(report.to_dict()))["rows"][0]["columns"]["yours"][0] == -math.inf

@@ -250,9 +250,18 @@ def read_output(
 
 
 def finite_or_none(arr: np.ndarray) -> list[Any]:
-    """A flat list of floats, with None where the value is NaN; ±inf stay ±inf (a log π of
-    −inf is a legitimate value and is shown as such; the child's JSON allows Infinity)."""
-    return [None if math.isnan(v) else float(v) for v in arr.reshape(-1).tolist()]
+    """A flat list for a measurement, which is strict JSON (no NaN, no Infinity): floats, and
+    the strings "nan", "inf" and "-inf" for the others, so that a log π of −inf is shown as −inf
+    and not as None (``np.array(..., dtype=float64)`` and ``float()`` read the strings back)."""
+    out: list[Any] = []
+    for v in arr.reshape(-1).tolist():
+        if math.isnan(v):
+            out.append("nan")
+        elif math.isinf(v):
+            out.append("inf" if v > 0 else "-inf")
+        else:
+            out.append(float(v))
+    return out
 
 
 def _clean_value(v: Any) -> Any:
