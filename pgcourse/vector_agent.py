@@ -100,20 +100,25 @@ def train_vector_ac(
     total_steps=100_000,
     env_id="CartPole-v1",
     n_envs=16,
-    n_steps=32,
-    lr=1e-2,
-    value_lr=1e-2,
+    n_steps=16,
+    lr=3e-2,
+    value_lr=3e-2,
     gamma=0.99,
     lam=0.95,
     hidden=32,
-    value_scale=1.0,
     epochs=1,
     clip=0.2,
     bootstrap_truncation=True,
     stop_when_solved=True,
     threshold=475.0,
 ):
-    """Train the vectorised actor-critic; returns (log, policy, value_net)."""
+    """Train the vectorised actor-critic; returns (log, policy, value_net).
+
+    ``epochs`` > 1 turns the update into PPO: after the first (plain actor-critic) step on a
+    rollout, further steps on the same rollout maximise the clipped surrogate
+    min(ρÃ, clip(ρ, 1 − clip, 1 + clip)Ã) with ρ = π_θ(a|s)/π_old(a|s).
+    ``bootstrap_truncation=False`` treats a truncation like a termination (no V(s_T)).
+    """
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     envs = gym.make_vec(env_id, n_envs, vectorization_mode="vector_entry_point")
@@ -152,7 +157,7 @@ def train_vector_ac(
         steps += T * N
         # ---- update: one critic pass, GAE, one policy step, a few value steps
         all_obs = torch.as_tensor(obs_buf, dtype=torch.float32)
-        v_all = value_scale * value_net(all_obs).squeeze(-1)  # V(s_0..s_T): the only critic pass
+        v_all = value_net(all_obs).squeeze(-1)  # V(s_0..s_T): the only critic pass
         v = v_all.detach().double().numpy()
         adv = gae_numpy(rew_buf, v[:-1], v[1:], term_buf, done_buf, gamma, lam) * valid_buf
         n_valid = valid_buf.sum()
@@ -165,13 +170,13 @@ def train_vector_ac(
         old_logp = None
         for epoch in range(epochs):  # epoch 0 is the plain actor-critic step
             if epoch > 0:
-                v_all = value_scale * value_net(all_obs).squeeze(-1)
+                v_all = value_net(all_obs).squeeze(-1)
             logp = torch.log_softmax(policy(all_obs[:-1]), -1).gather(-1, actions).squeeze(-1)
             if old_logp is None:
                 old_logp = logp.detach()
             ratio = torch.exp(logp - old_logp)
             surrogate = torch.minimum(ratio * w, torch.clamp(ratio, 1 - clip, 1 + clip) * w)
-            loss = -surrogate.sum() + (m * (v_all[:-1] - target) ** 2).sum() / value_scale**2
+            loss = -surrogate.sum() + (m * (v_all[:-1] - target) ** 2).sum()
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
