@@ -29,11 +29,12 @@ def _load(target: str, seconds: float) -> tuple[Any, str | None]:
     spec = importlib.util.spec_from_file_location(f"_pgcheck_target_{path.stem}", path)
     if spec is None or spec.loader is None:
         return None, f"cannot import {path}"
+    loader = spec.loader
     module = importlib.util.module_from_spec(spec)
     sys.path.insert(0, str(path.parent.resolve()))
     try:
         loaded = call_learner(
-            lambda: spec.loader.exec_module(module),
+            lambda: loader.exec_module(module),
             {},
             seconds=seconds,
             name=f"importing {path.name}",

@@ -19,7 +19,7 @@ from __future__ import annotations
 import functools
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypedDict
 
@@ -28,6 +28,7 @@ import torch
 
 from pgcheck.errors import ErrorKind, MeasuredError, measured
 from pgcheck.report import Report
+from pgcheck.rules import Rule, decide, first_answer  # noqa: F401 - re-exported for the checks
 from pgcheck.sandbox import call_learner, guarded_state, quiet, single_thread
 
 
@@ -39,7 +40,7 @@ class Measurement(TypedDict, total=False):
     output: str
 
 
-Measure = Callable[..., dict[str, Any]]
+Measure = Callable[..., Mapping[str, Any]]
 Judge = Callable[..., Report]
 
 
@@ -98,14 +99,17 @@ def timeout_message(name: str, total: float) -> str:
     )
 
 
-def failed(kind: ErrorKind | str, message: str) -> dict[str, Any]:
-    """A measurement that records a failure (the one error shape every check uses)."""
+def failed(kind: ErrorKind | str, message: str) -> Any:
+    """A measurement that records a failure (the one error shape every check uses).
+
+    Typed ``Any`` so that every check's typed measure (its own TypedDict) can return it.
+    """
     return {"error": measured(kind, message)}
 
 
 def learner_call(
     fn: Callable[..., Any], args: dict[str, Any], budget: Budget, name: str
-) -> tuple[Any, dict[str, Any] | None]:
+) -> tuple[Any, Any]:
     """Call ``fn(*args.values())`` positionally through :func:`call_learner`.
 
     Returns ``(value, None)`` or ``(None, failed(kind, message))``.
@@ -172,10 +176,11 @@ def to_array(value: Any) -> np.ndarray:
 
 def read_output(
     value: Any, shape: tuple[int, ...], name: str, what: str, allow_nonfinite: bool = False
-) -> tuple[np.ndarray | None, str | None]:
+) -> tuple[Any, str | None]:
     """Convert and shape-check a learner's output; ``(array, None)`` or ``(None, message)``.
 
-    A single number is accepted where a 0-d or one-element result is expected.
+    A single number is accepted where a 0-d or one-element result is expected. The array is
+    typed ``Any`` because it is None exactly when the message is not (mypy cannot see that).
     """
     try:
         arr = to_array(value)
@@ -225,7 +230,7 @@ def finite_rows(judge: Callable[..., Report]) -> Callable[..., Report]:
     """Decorate a judge so that NaN/inf in its report's table become the strings "nan"/"inf"."""
 
     @functools.wraps(judge)
-    def wrapped(measurement: dict[str, Any], **options: Any) -> Report:
+    def wrapped(measurement: Any, **options: Any) -> Report:
         report = judge(measurement, **options)
         for row in report.rows:
             row.columns = {k: _clean_value(v) for k, v in row.columns.items()}
@@ -234,7 +239,7 @@ def finite_rows(judge: Callable[..., Report]) -> Callable[..., Report]:
     return wrapped
 
 
-def usage_error(check: str, message: str) -> dict[str, Any]:
+def usage_error(check: str, message: str) -> Any:
     """A measurement that records a wrong option (the caller's mistake, not the learner's)."""
     return failed(ErrorKind.USAGE, f"pgcheck.{check}: {message}")
 
@@ -244,7 +249,7 @@ def measure_precheck(
     unknown: dict[str, Any],
     valid: list[str],
     kind: tuple[str, str, tuple[str, ...]] | None = None,
-) -> dict[str, Any] | None:
+) -> Any:
     """The start of every measure: a measurement recording an unknown option, or a
     ``kind = (option name, value, allowed values)`` outside the allowed ones; else None."""
     bad = unknown_options(public, unknown, valid)
@@ -256,7 +261,7 @@ def measure_precheck(
     return None
 
 
-def error_report(measurement: dict[str, Any], check: str) -> Report | None:
+def error_report(measurement: Mapping[str, Any], check: str) -> Report | None:
     """The error report for a measurement that recorded an error, else None."""
     err = measurement.get("error")
     if err is None:
@@ -267,7 +272,7 @@ def error_report(measurement: dict[str, Any], check: str) -> Report | None:
 
 
 def judge_precheck(
-    measurement: dict[str, Any],
+    measurement: Mapping[str, Any],
     check: str,
     public: str,
     unknown: dict[str, Any],
@@ -303,7 +308,7 @@ def count_mismatch(got: list[Any], expected: int, check: str, public: str) -> Re
     )
 
 
-def output_notes(measurement: dict[str, Any]) -> list[str]:
+def output_notes(measurement: Mapping[str, Any]) -> list[str]:
     """A note with what the learner's function printed, if anything."""
     out = measurement.get("output") or ""
     if not out:

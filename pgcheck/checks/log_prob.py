@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, TypedDict
 
 import numpy as np
 import torch
@@ -19,8 +20,11 @@ from pgcheck.checks.base import (
     DTYPE,
     Budget,
     Check,
+    Measurement,
+    Rule,
     close,
     count_mismatch,
+    decide,
     failed,
     finite_or_none,
     finite_rows,
@@ -34,10 +38,12 @@ from pgcheck.checks.base import (
     run_check,
     scale_hint,
 )
+from pgcheck.diagnosis.mistakes import Mistake
 from pgcheck.errors import ErrorKind
 from pgcheck.report import Report, Row
 from pgcheck.sandbox import single_thread
 
+NAME = "log_prob"
 LOG_PROB_POLICIES = ("softmax", "gaussian")
 LOG_PROB_OPTIONS = ["policy", "timeout", "rtol", "atol", "require_grad"]
 HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
@@ -160,7 +166,7 @@ def measure_log_prob(
     atol: float = 1e-9,
     require_grad: bool = True,
     **unknown: Any,
-) -> dict[str, Any]:
+) -> LogProbMeasurement:
     """Run the learner's log π on the fixed inputs; plain numbers only, never raises.
 
     Records, per instance, the learner's values (None where not finite, allowed only on the
@@ -181,9 +187,9 @@ def measure_log_prob(
 
 def _measure_log_prob(
     fn: Callable[..., Any], policy: str, budget: Budget, name: str, diff: list[str]
-) -> dict[str, Any]:
+) -> LogProbMeasurement:
     values: list[list[Any]] = []
-    grad: dict[str, Any] = {"connected": False}
+    grad: Any = {"connected": False}
     for i, inst in enumerate(log_prob_instances(policy)):
         args = {
             k: (v.clone().requires_grad_(True) if k in diff else v.clone())
@@ -266,39 +272,451 @@ def _log_prob_candidates(policy: str, args: dict[str, torch.Tensor]) -> dict[str
     return {k: v.detach().numpy() for k, v in cands.items()}
 
 
-LOG_PROB_DIAGNOSES: dict[str, str] = {
-    "sign": "You return −log π (the negative log-likelihood, i.e. the cross-entropy). Drop the "
-    "minus sign.",
-    "probability": "You return π(a), not log π(a). Take the log: "
-    "torch.log_softmax(logits, dim=-1) and pick each row's action.",
-    "missing_normaliser": "You return the logit z_a, but log π(a) = z_a − log Σ_b exp z_b. "
-    "Subtract torch.logsumexp(logits, dim=-1) (or use torch.log_softmax).",
-    "wrong_dim": "You normalise over the batch (dim=0) instead of over actions. Use "
-    "torch.log_softmax(logits, dim=-1).",
-    "not_normalised": "Your values differ from log π by a constant per state, so exp of them "
-    "does not sum to 1 over actions. Subtract log Σ_b exp z_b "
-    "(torch.logsumexp(logits, dim=-1)).",
-    "density": "You return the density N(a; μ, σ²), not its log. Return the log-density "
-    "−(a−μ)²/(2σ²) − log σ − ½ log 2π.",
-    "missing_log_sigma": "The −log σ term is missing: log N(a; μ, σ²) = −(a−μ)²/(2σ²) − log σ − "
-    "½ log 2π. Without it the density does not integrate to 1 and its "
-    "gradient with respect to σ is wrong.",
-    "missing_constant": "The constant −½ log(2π) is missing, so exp of your values integrates to "
-    "√(2π) ≈ 2.5066 instead of 1. Add − 0.5 * math.log(2 * math.pi).",
-    "std_as_variance": "You use σ where σ² belongs (std passed as the variance): the quadratic "
-    "term is −(a−μ)²/(2σ²) and the log term −log σ. Square the std.",
-    "log_variance": "You subtract log σ² = 2 log σ; the log-density has −log σ (that is "
-    "−½ log σ²).",
-    "missing_half": "The ½ in the quadratic term is missing: use −(a−μ)²/(2σ²).",
-    "not_normalised_density": "exp of your values does not integrate to 1 over a, so it is not a "
-    "log-density. Compare term by term with −(a−μ)²/(2σ²) − log σ − "
-    "½ log 2π.",
+#: Each wrong log π recognised by comparison with :func:`_log_prob_candidates` (or by its
+#: normalisation), once: its code, the formula it computes and its message.
+CANDIDATE_MISTAKES: tuple[Mistake, ...] = (
+    Mistake(
+        "sign",
+        "−log π(a)",
+        (
+            "You return −log π (the negative log-likelihood, i.e. the cross-entropy). Drop the "
+            "minus sign."
+        ),
+    ),
+    Mistake(
+        "probability",
+        "π(a)",
+        (
+            "You return π(a), not log π(a). Take the log: torch.log_softmax(logits, dim=-1) and "
+            "pick each row's action."
+        ),
+    ),
+    Mistake(
+        "missing_normaliser",
+        "z_a",
+        (
+            "You return the logit z_a, but log π(a) = z_a − log Σ_b exp z_b. Subtract "
+            "torch.logsumexp(logits, dim=-1) (or use torch.log_softmax)."
+        ),
+    ),
+    Mistake(
+        "wrong_dim",
+        "log_softmax(z, dim=0)[i, a_i]",
+        (
+            "You normalise over the batch (dim=0) instead of over actions. Use "
+            "torch.log_softmax(logits, dim=-1)."
+        ),
+    ),
+    Mistake(
+        "not_normalised",
+        "log π(a) + c(s)",
+        (
+            "Your values differ from log π by a constant per state, so exp of them does not sum to "
+            "1 over actions. Subtract log Σ_b exp z_b (torch.logsumexp(logits, dim=-1))."
+        ),
+    ),
+    Mistake(
+        "density",
+        "N(a; μ, σ²)",
+        (
+            "You return the density N(a; μ, σ²), not its log. Return the log-density −(a−μ)²/(2σ²) "
+            "− log σ − ½ log 2π."
+        ),
+    ),
+    Mistake(
+        "missing_log_sigma",
+        "−(a−μ)²/(2σ²) − ½ log 2π",
+        (
+            "The −log σ term is missing: log N(a; μ, σ²) = −(a−μ)²/(2σ²) − log σ − ½ log 2π. "
+            "Without it the density does not integrate to 1 and its gradient with respect to σ is "
+            "wrong."
+        ),
+    ),
+    Mistake(
+        "missing_constant",
+        "−(a−μ)²/(2σ²) − log σ",
+        (
+            "The constant −½ log(2π) is missing, so exp of your values integrates to √(2π) ≈ "
+            "2.5066 instead of 1. Add − 0.5 * math.log(2 * math.pi)."
+        ),
+    ),
+    Mistake(
+        "std_as_variance",
+        "−(a−μ)²/(2σ) − ½ log(2πσ)",
+        (
+            "You use σ where σ² belongs (std passed as the variance): the quadratic term is "
+            "−(a−μ)²/(2σ²) and the log term −log σ. Square the std."
+        ),
+    ),
+    Mistake(
+        "log_variance",
+        "−(a−μ)²/(2σ²) − 2 log σ − ½ log 2π",
+        "You subtract log σ² = 2 log σ; the log-density has −log σ (that is −½ log σ²).",
+    ),
+    Mistake(
+        "missing_half",
+        "−(a−μ)²/σ² − log σ − ½ log 2π",
+        "The ½ in the quadratic term is missing: use −(a−μ)²/(2σ²).",
+    ),
+    Mistake(
+        "not_normalised_density",
+        "∫ exp(yours) da ≠ 1",
+        (
+            "exp of your values does not integrate to 1 over a, so it is not a log-density. "
+            "Compare term by term with −(a−μ)²/(2σ²) − log σ − ½ log 2π."
+        ),
+    ),
+)
+#: The other diagnoses: templates filled in by the rules.
+OTHER_MISTAKES: tuple[Mistake, ...] = (
+    Mistake("scaled", "α log π(a)", "{hint}"),
+    Mistake("mismatch", "none of the recognised values", "{advice}"),
+    Mistake(
+        "not_differentiable",
+        "right values, no autograd graph",
+        "Your values are right, but they have no gradient path to the {params} (numpy, "
+        ".item(), .detach() or torch.no_grad?). A pseudo-loss needs log π to be "
+        "differentiable: use torch operations only.",
+    ),
+    Mistake(
+        "gradient",
+        "right values, ∇ Σ_i c_i log π_i ≠ autograd",
+        "Your values are right but the gradient with respect to {param} is not (yours {yours}, "
+        "expected {expected}): part of your computation is detached (e.g. "
+        "logsumexp(...).detach() or .item()). Keep every term on the autograd graph.",
+    ),
+    Mistake(
+        "unstable",
+        "right on ordinary inputs, wrong or not finite on extreme ones",
+        "Your log π is right on ordinary inputs but wrong or not finite on {instance}. {fix}",
+    ),
+)
+#: code → message of every diagnosis of this check.
+MESSAGES: dict[str, str] = {m.code: m.message for m in CANDIDATE_MISTAKES + OTHER_MISTAKES}
+#: code → message of the mistakes recognised by value (kept for callers).
+LOG_PROB_DIAGNOSES: dict[str, str] = {m.code: m.message for m in CANDIDATE_MISTAKES}
+#: The candidate codes in order of priority, per policy.
+CANDIDATE_ORDER = {
+    "softmax": ["sign", "probability", "missing_normaliser", "wrong_dim"],
+    "gaussian": [
+        "sign",
+        "density",
+        "missing_log_sigma",
+        "missing_constant",
+        "std_as_variance",
+        "log_variance",
+        "missing_half",
+    ],
 }
+UNRECOGNISED = {
+    "softmax": "Compare with torch.log_softmax(logits, dim=-1)[range(N), actions].",
+    "gaussian": "Compare term by term with −(a−μ)²/(2σ²) − log σ − ½ log 2π.",
+}
+UNSTABLE_FIX = {
+    "softmax": "Subtract the largest logit before exponentiating, or simply use "
+    "torch.log_softmax(logits, dim=-1).",
+    "gaussian": "Compute the log-density directly, −(a−μ)²/(2σ²) − log σ − ½ log 2π, instead of "
+    "taking the log of the density (which underflows to 0).",
+}
+PARAMS = {"softmax": "logits", "gaussian": "mean and std"}
+FIRST_BAD = (
+    "For {where}, your log π is {yours:.6g} but torch.distributions.{dist} gives {exact:.6g}."
+)
+NORMALISATION = "{label} = 1 {holds} (yours: {totals})"
+CORRECT = (
+    "Your log π matches torch.distributions.{dist} on {n} entries (max |diff| = {max_diff:.2g}); "
+    "{norm}{grad}"
+)
+CORRECT_GRAD = "; its gradient matches too."
+
+
+class LogProbGrad(TypedDict, total=False):
+    """∇ Σ_i c_i log π_i on the first instance, per differentiable input (None: no path)."""
+
+    connected: bool
+    logits: list[float | None] | None
+    mean: list[float | None] | None
+    std: list[float | None] | None
+
+
+class LogProbMeasurement(Measurement, total=False):
+    """What :func:`measure_log_prob` returns: the values on every instance of
+    :func:`log_prob_instances` (None where not finite) and the gradient on the first."""
+
+    check: str
+    policy: str
+    values: list[list[float | None]]
+    grad: LogProbGrad
+
+
+@dataclass
+class Evidence:
+    """What the rules of :func:`judge_log_prob` decide on.
+
+    ``mismatch``: (instance, entry, yours, ref) per non-stability instance that differs from
+    torch.distributions; ``unstable``: names of stability instances that differ or are not
+    finite; ``cand_ok[code]``: the values equal that wrong log π on every non-stability
+    instance; ``row_constant``: yours − log π is constant per state (softmax);
+    ``grad_bad``: (input, yours, expected) of the first gradient that differs (computed only
+    when the values are right, the gradient was asked for and is connected).
+    """
+
+    policy: str
+    instances: list[dict[str, Any]]
+    values: list[list[Any]]
+    require_grad: bool
+    rows: list[Row] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    mismatch: list[tuple[int, int, float, float]] = field(default_factory=list)
+    unstable: list[str] = field(default_factory=list)
+    cand_ok: dict[str, bool] = field(default_factory=lambda: {k: True for k in LOG_PROB_DIAGNOSES})
+    row_constant: bool = True
+    max_diff: float = 0.0
+    norm_text: str = ""
+    connected: bool = False
+    grad_bad: tuple[str, np.ndarray, np.ndarray] | None = None
+
+    @property
+    def dist(self) -> str:
+        return "Categorical" if self.policy == "softmax" else "Normal"
+
+    def wrong(self, code: str, message: str) -> Report:
+        """The failed report naming ``code``."""
+        return Report(
+            passed=False,
+            verdict="wrong",
+            diagnosis=code,
+            check=NAME,
+            rows=self.rows,
+            notes=self.notes,
+            message=message,
+        )
+
+    def wrong_value(self, code: str, advice: str) -> Report:
+        """The failed report for wrong values: the first differing entry, then ``advice``."""
+        i, j, y, r = self.mismatch[0]
+        where = _describe_entry(self.policy, self.instances[i]["args"], j)
+        first = FIRST_BAD.format(where=where, yours=y, dist=self.dist, exact=r)
+        return Report(
+            passed=False,
+            verdict="wrong",
+            message=f"{first} {advice}",
+            diagnosis=code,
+            check=NAME,
+            rows=self.rows,
+            notes=self.notes + ([self.norm_text] if self.norm_text else []),
+        )
+
+
+def gather_evidence(
+    measurement: LogProbMeasurement,
+    policy: str,
+    instances: list[dict[str, Any]],
+    require_grad: bool,
+    rtol: float,
+    atol: float,
+) -> Evidence:
+    """Compare every instance with torch.distributions and with every wrong log π; check
+    Σ_a π(a) = 1 (softmax) or ∫ p(a) da = 1 (Gaussian, trapezoid rule); then, if the values are
+    right, compare ∇ Σ_i c_i log π_i with autograd through torch.distributions."""
+    ev = Evidence(policy, instances, measurement["values"], require_grad)
+    for i, (inst, vals) in enumerate(zip(instances, ev.values, strict=True)):
+        args = inst["args"]
+        ref = _ref_log_prob(policy, args).detach().numpy()
+        yours = np.array([np.nan if v is None else v for v in vals], dtype=np.float64)
+        finite = np.isfinite(yours)
+        ok = close(yours, ref, rtol, atol) and bool(finite.all())
+        diff = np.abs(yours - ref)
+        if inst["kind"] == "stability":
+            if not ok:
+                ev.unstable.append(inst["name"])
+        else:
+            ev.max_diff = max(ev.max_diff, float(np.max(diff)))
+            if not ok:
+                j = int(np.argmax(np.where(np.isfinite(diff), diff, np.inf)))
+                ev.mismatch.append((i, j, float(yours[j]), float(ref[j])))
+            for key, cand in _log_prob_candidates(policy, args).items():
+                ev.cand_ok[key] = ev.cand_ok[key] and close(yours, cand, rtol, atol)
+        cols: dict[str, Any] = {}
+        show = slice(0, 6)
+        if inst["kind"] == "normalisation":
+            groups = int(inst["groups"])
+            per = yours.reshape(groups, -1)
+            if policy == "softmax":
+                totals = np.exp(per).sum(axis=1)
+                diffs = per - ref.reshape(groups, -1)
+                ev.row_constant = ev.row_constant and bool(
+                    np.all(np.abs(diffs - diffs[:, :1]) <= atol + rtol * np.abs(per))
+                )
+                cols["Σ_a exp(yours)"] = totals.tolist()
+                label = "Σ_a π(a)"
+            else:
+                grid = args["actions"].reshape(groups, -1).numpy()
+                totals = np.array(
+                    [np.trapezoid(np.exp(p), x) for p, x in zip(per, grid, strict=True)]
+                )
+                cols["∫ exp(yours) da"] = totals.tolist()
+                label = "∫ p(a) da"
+            norm_ok = bool(np.all(np.abs(totals - 1) <= 1e-6))
+            ev.norm_text = NORMALISATION.format(
+                label=label, holds="holds" if norm_ok else "fails", totals=fmt_vec(totals, 8)
+            )
+            if not norm_ok and policy == "gaussian":
+                ev.cand_ok["not_normalised_density"] = True
+        cols["yours"] = [None if v is None else v for v in vals[show]]
+        cols["torch.distributions"] = ref[show].tolist()
+        cols["max |diff|"] = float(np.nanmax(diff)) if finite.any() else float("inf")
+        ev.rows.append(Row(inst["name"], cols))
+    ev.notes = output_notes(measurement)
+    grad = measurement.get("grad") or {}
+    ev.connected = bool(grad.get("connected"))
+    if not ev.mismatch and require_grad and ev.connected:
+        _compare_gradient(ev, grad)
+    return ev
+
+
+def _compare_gradient(ev: Evidence, grad: Any) -> None:
+    """Add a row per differentiable input with ∇ Σ_i c_i log π_i (yours and autograd's), up to
+    the first that differs (recorded in ``ev.grad_bad``)."""
+    inst = ev.instances[0]
+    diff_names = _differentiable_names(ev.policy)
+    args = {
+        k: (v.clone().requires_grad_(True) if k in diff_names else v)
+        for k, v in inst["args"].items()
+    }
+    w = _grad_weights(int(args["actions"].shape[0]))
+    ref_grads = torch.autograd.grad(
+        (_ref_log_prob(ev.policy, args) * w).sum(), [args[k] for k in diff_names]
+    )
+    for k, rg in zip(diff_names, ref_grads, strict=True):
+        rg_np = rg.numpy().reshape(-1)
+        yg = grad.get(k)
+        yg_np = (
+            np.zeros_like(rg_np)
+            if yg is None
+            else np.array([np.nan if v is None else v for v in yg], dtype=np.float64)
+        )
+        ev.rows.append(
+            Row(
+                f"∇ w.r.t. {k} (instance 1)",
+                {"yours": yg_np.tolist()[:6], "torch.distributions": rg_np.tolist()[:6]},
+            )
+        )
+        if not close(yg_np, rg_np, 1e-6, 1e-8):
+            ev.grad_bad = (k, yg_np, rg_np)
+            return
+
+
+def known_mistake(ev: Evidence) -> Report | None:
+    """Wrong values equal to one of the wrong log π's of :func:`_log_prob_candidates`."""
+    if not ev.mismatch:
+        return None
+    code = next((k for k in CANDIDATE_ORDER[ev.policy] if ev.cand_ok.get(k)), None)
+    return None if code is None else ev.wrong_value(code, MESSAGES[code])
+
+
+def not_normalised(ev: Evidence) -> Report | None:
+    """Softmax: wrong values off by a constant per state (exp does not sum to 1)."""
+    if not (ev.mismatch and ev.policy == "softmax" and ev.row_constant):
+        return None
+    return ev.wrong_value("not_normalised", MESSAGES["not_normalised"])
+
+
+def not_normalised_density(ev: Evidence) -> Report | None:
+    """Gaussian: wrong values whose exp does not integrate to 1 over a."""
+    if not (ev.mismatch and ev.policy == "gaussian" and ev.cand_ok.get("not_normalised_density")):
+        return None
+    return ev.wrong_value("not_normalised_density", MESSAGES["not_normalised_density"])
+
+
+def scaled(ev: Evidence) -> Report | None:
+    """Wrong values equal to α log π for one α (a stray factor or sign)."""
+    if not ev.mismatch:
+        return None
+    alpha, resid = _fit_values(ev)
+    if resid >= 1e-6:
+        return None
+    return ev.wrong_value("scaled", MESSAGES["scaled"].format(hint=scale_hint(alpha)))
+
+
+def unrecognised_values(ev: Evidence) -> Report | None:
+    """Wrong values that no rule above recognises."""
+    if not ev.mismatch:
+        return None
+    return ev.wrong_value("mismatch", MESSAGES["mismatch"].format(advice=UNRECOGNISED[ev.policy]))
+
+
+def not_differentiable(ev: Evidence) -> Report | None:
+    """Right values with no gradient path to the parameters (and ``require_grad``)."""
+    if not (ev.require_grad and not ev.connected):
+        return None
+    code = "not_differentiable"
+    return ev.wrong(code, MESSAGES[code].format(params=PARAMS[ev.policy]))
+
+
+def gradient_wrong(ev: Evidence) -> Report | None:
+    """Right values, but ∇ Σ_i c_i log π_i differs from autograd's (a detached term)."""
+    if ev.grad_bad is None:
+        return None
+    k, yg_np, rg_np = ev.grad_bad
+    message = MESSAGES["gradient"].format(param=k, yours=fmt_vec(yg_np), expected=fmt_vec(rg_np))
+    return ev.wrong("gradient", message)
+
+
+def unstable(ev: Evidence) -> Report | None:
+    """Right on ordinary inputs, wrong or not finite on extreme logits or far tails."""
+    if not ev.unstable:
+        return None
+    message = MESSAGES["unstable"].format(instance=ev.unstable[0], fix=UNSTABLE_FIX[ev.policy])
+    return ev.wrong("unstable", message)
+
+
+def correct(ev: Evidence) -> Report:
+    """Values, normalisation, gradient (if asked for) and stability all right."""
+    n_checked = sum(
+        len(v)
+        for v, inst in zip(ev.values, ev.instances, strict=True)
+        if inst["kind"] != "stability"
+    )
+    message = CORRECT.format(
+        dist=ev.dist,
+        n=n_checked,
+        max_diff=ev.max_diff,
+        norm=ev.norm_text,
+        grad=CORRECT_GRAD if ev.require_grad else ".",
+    )
+    return Report(
+        passed=True, verdict="correct", message=message, check=NAME, rows=ev.rows, notes=ev.notes
+    )
+
+
+#: The rules in the order they are tried; the last always answers.
+RULES: tuple[Rule[Evidence], ...] = (
+    known_mistake,
+    not_normalised,
+    not_normalised_density,
+    scaled,
+    unrecognised_values,
+    not_differentiable,
+    gradient_wrong,
+    unstable,
+    correct,
+)
+
+
+def _fit_values(ev: Evidence) -> tuple[float, float]:
+    """α and the relative residual of yours ≈ α log π over the non-stability instances."""
+    main = [k for k, inst in enumerate(ev.instances) if inst["kind"] != "stability"]
+    ys = np.concatenate([np.array(ev.values[k], dtype=np.float64) for k in main])
+    refs = np.concatenate(
+        [_ref_log_prob(ev.policy, ev.instances[k]["args"]).detach().numpy() for k in main]
+    )
+    return fit_scale(ys, refs)
 
 
 @finite_rows
 def judge_log_prob(
-    measurement: dict[str, Any],
+    measurement: LogProbMeasurement,
     *,
     policy: str = "softmax",
     timeout: float = DEFAULT_TIMEOUT,
@@ -313,11 +731,12 @@ def judge_log_prob(
     Gaussian: log N(a; μ, σ²) = −(a−μ)²/(2σ²) − log σ − ½ log 2π and ∫ N(a; μ, σ²) da = 1
     (trapezoid rule over a ∈ μ ± 16σ, 1601 points). Gradient: ∇ Σ_i c_i log π_i with respect
     to the logits (or mean and std) against autograd through torch.distributions.
+    Prechecks (options, a recorded error, the number of instances), then the
+    :class:`Evidence`, then the first of :data:`RULES` that answers.
     """
-    check = "log_prob"
     early = judge_precheck(
         measurement,
-        check,
+        NAME,
         "check_log_prob",
         unknown,
         LOG_PROB_OPTIONS,
@@ -326,205 +745,10 @@ def judge_log_prob(
     if early is not None:
         return early
     instances = log_prob_instances(policy)
-    values = measurement["values"]
-    early = count_mismatch(values, len(instances), check, "check_log_prob")
+    early = count_mismatch(measurement["values"], len(instances), NAME, "check_log_prob")
     if early is not None:
         return early
-    rows: list[Row] = []
-    mismatch: list[tuple[int, int, float, float]] = []  # (instance, entry, yours, ref)
-    unstable: list[str] = []
-    cand_ok = {k: True for k in LOG_PROB_DIAGNOSES}
-    row_constant = True
-    max_diff = 0.0
-    norm_text = ""
-    for i, (inst, vals) in enumerate(zip(instances, values, strict=True)):
-        args = inst["args"]
-        ref = _ref_log_prob(policy, args).detach().numpy()
-        yours = np.array([np.nan if v is None else v for v in vals], dtype=np.float64)
-        finite = np.isfinite(yours)
-        ok = close(yours, ref, rtol, atol) and bool(finite.all())
-        diff = np.abs(yours - ref)
-        if inst["kind"] == "stability":
-            if not ok:
-                unstable.append(inst["name"])
-        else:
-            max_diff = max(max_diff, float(np.max(diff)))
-            if not ok:
-                j = int(np.argmax(np.where(np.isfinite(diff), diff, np.inf)))
-                mismatch.append((i, j, float(yours[j]), float(ref[j])))
-            for key, cand in _log_prob_candidates(policy, args).items():
-                cand_ok[key] = cand_ok[key] and close(yours, cand, rtol, atol)
-        cols: dict[str, Any] = {}
-        show = slice(0, 6)
-        if inst["kind"] == "normalisation":
-            groups = int(inst["groups"])
-            per = yours.reshape(groups, -1)
-            if policy == "softmax":
-                totals = np.exp(per).sum(axis=1)
-                diffs = per - ref.reshape(groups, -1)
-                row_constant = row_constant and bool(
-                    np.all(np.abs(diffs - diffs[:, :1]) <= atol + rtol * np.abs(per))
-                )
-                cols["Σ_a exp(yours)"] = totals.tolist()
-                label = "Σ_a π(a)"
-            else:
-                grid = args["actions"].reshape(groups, -1).numpy()
-                totals = np.array(
-                    [np.trapezoid(np.exp(p), x) for p, x in zip(per, grid, strict=True)]
-                )
-                cols["∫ exp(yours) da"] = totals.tolist()
-                label = "∫ p(a) da"
-            norm_ok = bool(np.all(np.abs(totals - 1) <= 1e-6))
-            norm_text = (
-                f"{label} = 1 {'holds' if norm_ok else 'fails'} (yours: {fmt_vec(totals, 8)})"
-            )
-            if not norm_ok and policy == "gaussian":
-                cand_ok["not_normalised_density"] = True
-            show = slice(0, 6)
-        cols["yours"] = [None if v is None else v for v in vals[show]]
-        cols["torch.distributions"] = ref[show].tolist()
-        cols["max |diff|"] = float(np.nanmax(diff)) if finite.any() else float("inf")
-        rows.append(Row(inst["name"], cols))
-    dist = "Categorical" if policy == "softmax" else "Normal"
-    notes = output_notes(measurement)
-    if mismatch:
-        i, j, y, r = mismatch[0]
-        inst = instances[i]
-        where = _describe_entry(policy, inst["args"], j)
-        first = f"For {where}, your log π is {y:.6g} but torch.distributions.{dist} gives {r:.6g}."
-        order = (
-            ["sign", "probability", "missing_normaliser", "wrong_dim"]
-            if policy == "softmax"
-            else [
-                "sign",
-                "density",
-                "missing_log_sigma",
-                "missing_constant",
-                "std_as_variance",
-                "log_variance",
-                "missing_half",
-            ]
-        )
-        diagnosis = next((k for k in order if cand_ok.get(k)), None)
-        if diagnosis is None and policy == "softmax" and row_constant:
-            diagnosis = "not_normalised"
-        if diagnosis is None and policy == "gaussian" and cand_ok.get("not_normalised_density"):
-            diagnosis = "not_normalised_density"
-        if diagnosis is not None:
-            advice = LOG_PROB_DIAGNOSES[diagnosis]
-        else:
-            main = [k for k, inst2 in enumerate(instances) if inst2["kind"] != "stability"]
-            ys = np.concatenate([np.array(values[k], dtype=np.float64) for k in main])
-            refs = np.concatenate(
-                [_ref_log_prob(policy, instances[k]["args"]).detach().numpy() for k in main]
-            )
-            alpha, resid = fit_scale(ys, refs)
-            advice = (
-                scale_hint(alpha)
-                if resid < 1e-6
-                else (
-                    "Compare with torch.log_softmax(logits, dim=-1)[range(N), actions]."
-                    if policy == "softmax"
-                    else "Compare term by term with −(a−μ)²/(2σ²) − log σ − ½ log 2π."
-                )
-            )
-            diagnosis = "scaled" if resid < 1e-6 else "mismatch"
-        return Report(
-            passed=False,
-            verdict="wrong",
-            message=f"{first} {advice}",
-            diagnosis=diagnosis,
-            check=check,
-            rows=rows,
-            notes=notes + ([norm_text] if norm_text else []),
-        )
-    grad = measurement.get("grad") or {}
-    if require_grad and not grad.get("connected"):
-        return Report(
-            passed=False,
-            verdict="wrong",
-            diagnosis="not_differentiable",
-            check=check,
-            rows=rows,
-            notes=notes,
-            message=(
-                "Your values are right, but they have no gradient path to the "
-                + ("logits" if policy == "softmax" else "mean and std")
-                + " (numpy, .item(), .detach() or torch.no_grad?). A pseudo-loss "
-                "needs log π to be differentiable: use torch operations only."
-            ),
-        )
-    if require_grad:
-        inst = instances[0]
-        diff_names = _differentiable_names(policy)
-        args = {
-            k: (v.clone().requires_grad_(True) if k in diff_names else v)
-            for k, v in inst["args"].items()
-        }
-        w = _grad_weights(int(args["actions"].shape[0]))
-        ref_grads = torch.autograd.grad(
-            (_ref_log_prob(policy, args) * w).sum(), [args[k] for k in diff_names]
-        )
-        for k, rg in zip(diff_names, ref_grads, strict=True):
-            rg_np = rg.numpy().reshape(-1)
-            yg = grad.get(k)
-            yg_np = (
-                np.zeros_like(rg_np)
-                if yg is None
-                else np.array([np.nan if v is None else v for v in yg], dtype=np.float64)
-            )
-            rows.append(
-                Row(
-                    f"∇ w.r.t. {k} (instance 1)",
-                    {"yours": yg_np.tolist()[:6], "torch.distributions": rg_np.tolist()[:6]},
-                )
-            )
-            if not close(yg_np, rg_np, 1e-6, 1e-8):
-                return Report(
-                    passed=False,
-                    verdict="wrong",
-                    diagnosis="gradient",
-                    check=check,
-                    rows=rows,
-                    notes=notes,
-                    message=(
-                        f"Your values are right but the gradient with respect to {k} is not "
-                        f"(yours {fmt_vec(yg_np)}, expected {fmt_vec(rg_np)}): part of your "
-                        "computation is detached (e.g. logsumexp(...).detach() or .item()). "
-                        "Keep every term on the autograd graph."
-                    ),
-                )
-    if unstable:
-        fix = (
-            "Subtract the largest logit before exponentiating, or simply use "
-            "torch.log_softmax(logits, dim=-1)."
-            if policy == "softmax"
-            else "Compute the log-density directly, −(a−μ)²/(2σ²) − log σ − ½ log 2π, instead of "
-            "taking the log of the density (which underflows to 0)."
-        )
-        return Report(
-            passed=False,
-            verdict="wrong",
-            diagnosis="unstable",
-            check=check,
-            rows=rows,
-            notes=notes,
-            message=(
-                f"Your log π is right on ordinary inputs but wrong or not finite on "
-                f"{unstable[0]}. {fix}"
-            ),
-        )
-    n_checked = sum(
-        len(v) for v, inst in zip(values, instances, strict=True) if inst["kind"] != "stability"
-    )
-    message = (
-        f"Your log π matches torch.distributions.{dist} on {n_checked} entries "
-        f"(max |diff| = {max_diff:.2g}); {norm_text}"
-        + ("; its gradient matches too." if require_grad else ".")
-    )
-    return Report(
-        passed=True, verdict="correct", message=message, check=check, rows=rows, notes=notes
-    )
+    return decide(RULES, gather_evidence(measurement, policy, instances, require_grad, rtol, atol))
 
 
 def _describe_entry(policy: str, args: dict[str, torch.Tensor], j: int) -> str:
@@ -538,7 +762,7 @@ def _describe_entry(policy: str, args: dict[str, torch.Tensor], j: int) -> str:
     )
 
 
-CHECK = Check("log_prob", measure_log_prob, judge_log_prob)
+CHECK = Check(NAME, measure_log_prob, judge_log_prob)
 
 
 def check_log_prob(

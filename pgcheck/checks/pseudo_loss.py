@@ -19,7 +19,7 @@ from pgcheck import problems
 from pgcheck.checks.base import Check, failed, run_check
 from pgcheck.diagnosis import mistakes as text
 from pgcheck.diagnosis.verdict import CHECK as NAME
-from pgcheck.diagnosis.verdict import Evidence, decide
+from pgcheck.diagnosis.verdict import Evidence, verdict
 from pgcheck.errors import ErrorKind
 from pgcheck.exact.expectation import (
     Evaluator,
@@ -182,7 +182,7 @@ def judge(
         _row(p, g, gj, a, rr, err, mode)
         for p, g, gj, (a, rr, err) in zip(probs, gs, gjs, evidence.parts, strict=True)
     ]
-    return decide(evidence)
+    return verdict(evidence)
 
 
 def _row(

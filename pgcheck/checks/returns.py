@@ -16,7 +16,8 @@ the immediate reward only, discounted rewards not summed, the vector in reverse 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, TypedDict
 
 import numpy as np
 import torch
@@ -26,8 +27,11 @@ from pgcheck.checks.base import (
     DTYPE,
     Budget,
     Check,
+    Measurement,
+    Rule,
     close,
     count_mismatch,
+    decide,
     failed,
     finite_rows,
     fmt_vec,
@@ -38,10 +42,12 @@ from pgcheck.checks.base import (
     read_output,
     run_check,
 )
+from pgcheck.diagnosis.mistakes import Mistake
 from pgcheck.errors import ErrorKind
 from pgcheck.report import Report, Row
 from pgcheck.sandbox import single_thread
 
+NAME = "returns"
 KINDS = ("return", "reward_to_go", "discounted_reward_to_go")
 OPTIONS = ["kind", "timeout", "rtol", "atol"]
 
@@ -139,47 +145,170 @@ def candidates(rewards: list[float], gamma: float, kind: str) -> dict[str, np.nd
     }
 
 
-DIAGNOSES: dict[str, str] = {
-    "undiscounted": "You ignore γ: discount each reward by γ^(t'−t) (for the return, γ^t).",
-    "discount_backwards": "You apply the discount backwards (the last reward gets γ^0). The "
-    "reward k steps ahead gets γ^k: iterate t from T−1 down to 0 with "
-    "G_t = r_t + γ G_{t+1}.",
-    "exponent_off_by_one": "Your exponents start at 1: the first reward is not discounted, "
-    "R = Σ_t γ^t r_t = r_0 + γ r_1 + ….",
-    "last_reward_only": "You return only the last reward; sum all of them: R = Σ_t γ^t r_t.",
-    "g0_everywhere": "You put the full return G_0 at every step. G_t only counts rewards from t "
-    "on: G_t = r_t + γ G_{t+1}.",
-    "g0_times_gamma_t": "You use γ^t G_0 at every step; it should be γ^t G_t, where G_t only "
-    "counts rewards from t on.",
-    "reward_to_come": "You accumulate rewards forward (reward-to-come, Σ_{t'≤t}). The "
-    "reward-to-go sums the rewards from t to the end: loop backwards, "
-    "G_t = r_t + γ G_{t+1}.",
-    "reward_to_come_from_start": "You accumulate discounted rewards forward from the start "
-    "(Σ_{t'≤t} γ^{t'} r_{t'}); the reward-to-go sums from t to the "
-    "end: G_t = r_t + γ G_{t+1}.",
-    "drops_current_reward": "Off by one: your G_t leaves out the current reward r_t. "
-    "G_t = r_t + γ G_{t+1} includes it.",
-    "drops_current_reward_shifted": "Off by one: you return G_{t+1} at step t (the current "
-    "reward r_t is dropped). Use G_t = r_t + γ G_{t+1}.",
-    "immediate_reward": "You return the immediate reward r_t only; add the discounted future: "
-    "G_t = r_t + γ G_{t+1}.",
-    "discounted_rewards_not_summed": "You discount the rewards (γ^t r_t) but never sum them; "
-    "G_t = Σ_{t'≥t} γ^{t'−t} r_{t'}.",
-    "reversed_order": "Your values are right but in reverse order: after a backward loop, "
-    "reverse the list (or fill G[t] by index).",
-    "extra_gamma_t": "You return γ^t G_t (the discount counted from the episode's start); "
-    "kind='reward_to_go' wants G_t = Σ_{t'≥t} γ^{t'−t} r_{t'}, discounted "
-    "from t.",
-    "missing_gamma_t": "You return G_t without the γ^t factor (it only shows when γ < 1); "
-    "kind='discounted_reward_to_go' wants γ^t G_t.",
-    "gamma_t_twice": "You apply γ^t twice (γ^{2t} G_t); multiply G_t by γ^t once.",
-}
+#: Each wrong answer recognised by comparison with :func:`candidates`, once: its code, the
+#: formula it computes, and its message (the message follows the first differing case).
+CANDIDATE_MISTAKES: tuple[Mistake, ...] = (
+    Mistake(
+        "undiscounted",
+        "Σ_{t'≥t} r_{t'} (R: Σ_t r_t)",
+        "You ignore γ: discount each reward by γ^(t'−t) (for the return, γ^t).",
+    ),
+    Mistake(
+        "discount_backwards",
+        "Σ_{t'≥t} γ^{T−1−t'} r_{t'}",
+        (
+            "You apply the discount backwards (the last reward gets γ^0). The reward k steps ahead "
+            "gets γ^k: iterate t from T−1 down to 0 with G_t = r_t + γ G_{t+1}."
+        ),
+    ),
+    Mistake(
+        "exponent_off_by_one",
+        "R = Σ_t γ^{t+1} r_t",
+        (
+            "Your exponents start at 1: the first reward is not discounted, R = Σ_t γ^t r_t = r_0 "
+            "+ γ r_1 + …."
+        ),
+    ),
+    Mistake(
+        "last_reward_only",
+        "R = r_{T−1}",
+        "You return only the last reward; sum all of them: R = Σ_t γ^t r_t.",
+    ),
+    Mistake(
+        "g0_everywhere",
+        "G_0 at every t",
+        (
+            "You put the full return G_0 at every step. G_t only counts rewards from t on: G_t = "
+            "r_t + γ G_{t+1}."
+        ),
+    ),
+    Mistake(
+        "g0_times_gamma_t",
+        "γ^t G_0",
+        (
+            "You use γ^t G_0 at every step; it should be γ^t G_t, where G_t only counts rewards "
+            "from t on."
+        ),
+    ),
+    Mistake(
+        "reward_to_come",
+        "Σ_{t'≤t} γ^{t−t'} r_{t'}",
+        (
+            "You accumulate rewards forward (reward-to-come, Σ_{t'≤t}). The reward-to-go sums the "
+            "rewards from t to the end: loop backwards, G_t = r_t + γ G_{t+1}."
+        ),
+    ),
+    Mistake(
+        "reward_to_come_from_start",
+        "Σ_{t'≤t} γ^{t'} r_{t'}",
+        (
+            "You accumulate discounted rewards forward from the start (Σ_{t'≤t} γ^{t'} r_{t'}); "
+            "the reward-to-go sums from t to the end: G_t = r_t + γ G_{t+1}."
+        ),
+    ),
+    Mistake(
+        "drops_current_reward",
+        "G_t − r_t",
+        (
+            "Off by one: your G_t leaves out the current reward r_t. G_t = r_t + γ G_{t+1} "
+            "includes it."
+        ),
+    ),
+    Mistake(
+        "drops_current_reward_shifted",
+        "G_{t+1} at step t",
+        (
+            "Off by one: you return G_{t+1} at step t (the current reward r_t is dropped). Use G_t "
+            "= r_t + γ G_{t+1}."
+        ),
+    ),
+    Mistake(
+        "immediate_reward",
+        "r_t",
+        (
+            "You return the immediate reward r_t only; add the discounted future: G_t = r_t + γ "
+            "G_{t+1}."
+        ),
+    ),
+    Mistake(
+        "discounted_rewards_not_summed",
+        "γ^t r_t",
+        "You discount the rewards (γ^t r_t) but never sum them; G_t = Σ_{t'≥t} γ^{t'−t} r_{t'}.",
+    ),
+    Mistake(
+        "reversed_order",
+        "G_{T−1−t}",
+        (
+            "Your values are right but in reverse order: after a backward loop, reverse the list "
+            "(or fill G[t] by index)."
+        ),
+    ),
+    Mistake(
+        "extra_gamma_t",
+        "γ^t G_t (kind='reward_to_go')",
+        (
+            "You return γ^t G_t (the discount counted from the episode's start); "
+            "kind='reward_to_go' wants G_t = Σ_{t'≥t} γ^{t'−t} r_{t'}, discounted from t."
+        ),
+    ),
+    Mistake(
+        "missing_gamma_t",
+        "G_t (kind='discounted_reward_to_go')",
+        (
+            "You return G_t without the γ^t factor (it only shows when γ < 1); "
+            "kind='discounted_reward_to_go' wants γ^t G_t."
+        ),
+    ),
+    Mistake(
+        "gamma_t_twice", "γ^{2t} G_t", "You apply γ^t twice (γ^{2t} G_t); multiply G_t by γ^t once."
+    ),
+)
+#: The other diagnoses: templates filled in by the rules.
+OTHER_MISTAKES: tuple[Mistake, ...] = (
+    Mistake(
+        "vector_instead_of_scalar",
+        "[T] values where kind='return' wants R = Σ_t γ^t r_t",
+        "kind='return' wants a single number R = Σ_t γ^t r_t, but you return one value per "
+        "step{which}",
+    ),
+    Mistake(
+        "mismatch",
+        "none of the recognised answers",
+        "Compute {formula}; the backward loop G_t = r_t + γ G_{{t+1}} (G_T = 0) is the "
+        "simplest way.",
+    ),
+)
+#: code → message of every diagnosis of this check.
+MESSAGES: dict[str, str] = {m.code: m.message for m in CANDIDATE_MISTAKES + OTHER_MISTAKES}
+#: code → message of the mistakes recognised by :func:`candidates` (kept for callers).
+DIAGNOSES: dict[str, str] = {m.code: m.message for m in CANDIDATE_MISTAKES}
+VECTOR_IS_REWARD_TO_GO = "; that is the reward-to-go, whose first entry G_0 is the return."
+CORRECT = (
+    "Your {what} matches {formula} on {n} reward sequences (length 1, γ = 0, γ = 1, random "
+    "lengths)."
+)
+FIRST_BAD = "For rewards {rewards} and γ = {gamma}, you return {yours} but {label} = {exact}."
 
 _FORMULA = {
     "return": "R = Σ_t γ^t r_t",
     "reward_to_go": "G_t = Σ_{t'≥t} γ^{t'−t} r_{t'}",
     "discounted_reward_to_go": "γ^t G_t = Σ_{t'≥t} γ^{t'} r_{t'}",
 }
+
+
+class ReturnValue(TypedDict):
+    """The learner's result on one case, flattened, with its shape."""
+
+    values: list[float]
+    shape: list[int]
+
+
+class ReturnsMeasurement(Measurement, total=False):
+    """What :func:`measure_returns` returns: one value per case of :func:`return_cases`."""
+
+    check: str
+    kind: str
+    values: list[ReturnValue]
 
 
 def measure_returns(
@@ -190,7 +319,7 @@ def measure_returns(
     rtol: float = 1e-6,
     atol: float = 1e-9,
     **unknown: Any,
-) -> dict[str, Any]:
+) -> ReturnsMeasurement:
     """Call ``fn(rewards, gamma)`` on every fixed case; plain numbers only, never raises.
 
     A result of the wrong shape is recorded (flattened, with its shape) when it holds numbers,
@@ -201,7 +330,7 @@ def measure_returns(
         return early
     budget = Budget(timeout)
     name = "your function"
-    values: list[dict[str, Any]] = []
+    values: list[ReturnValue] = []
     with single_thread():
         for rewards, gamma in return_cases():
             args = {"rewards": torch.tensor(rewards, dtype=DTYPE), "gamma": float(gamma)}
@@ -221,40 +350,67 @@ def measure_returns(
     return {"check": "returns", "kind": kind, "values": values, "output": budget.output}
 
 
-@finite_rows
-def judge_returns(
-    measurement: dict[str, Any],
-    *,
-    kind: str = "reward_to_go",
-    timeout: float = DEFAULT_TIMEOUT,
-    rtol: float = 1e-6,
-    atol: float = 1e-9,
-    **unknown: Any,
-) -> Report:
-    """Compare with the exact reference on every case: |yours − ref| ≤ atol + rtol·|ref|."""
-    check = "returns"
-    early = judge_precheck(
-        measurement, check, "check_returns", unknown, OPTIONS, kind=("kind", kind, KINDS)
-    )
-    if early is not None:
-        return early
-    cases = return_cases()
-    values = measurement["values"]
-    early = count_mismatch(values, len(cases), check, "check_returns")
-    if early is not None:
-        return early
-    notes = output_notes(measurement)
-    rows: list[Row] = []
+@dataclass
+class Evidence:
+    """What the rules of :func:`judge_returns` decide on.
+
+    ``first_bad``: (rewards, γ, yours, reference) of the first case that differs;
+    ``cand_ok[code]``: the learner's result equals that wrong answer of :func:`candidates` on
+    every case; ``vector_for_return``: kind="return" and some result is a vector.
+    """
+
+    kind: str
+    cases: list[tuple[list[float], float]]
+    values: list[ReturnValue]
+    rtol: float
+    atol: float
+    rows: list[Row] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
     first_bad: tuple[list[float], float, np.ndarray, np.ndarray] | None = None
-    cand_ok: dict[str, bool] = {}
-    vector_for_return = False
-    for (rewards, gamma), rec in zip(cases, values, strict=True):
+    cand_ok: dict[str, bool] = field(default_factory=dict)
+    vector_for_return: bool = False
+
+    def first(self) -> str:
+        """The first case that differs, in words."""
+        assert self.first_bad is not None
+        rewards, gamma, yours, ref = self.first_bad
+        kind = self.kind
+        return FIRST_BAD.format(
+            rewards="[" + ", ".join(f"{v:.4g}" for v in rewards) + "]",
+            gamma=gamma,
+            yours=fmt_vec(yours),
+            label="R" if kind == "return" else ("G" if kind == "reward_to_go" else "γ^t G_t"),
+            exact=fmt_vec(ref),
+        )
+
+    def wrong(self, code: str, advice: str) -> Report:
+        """The failed report: the first differing case, then ``advice``."""
+        return Report(
+            passed=False,
+            verdict="wrong",
+            check=NAME,
+            rows=self.rows,
+            notes=self.notes,
+            diagnosis=code,
+            message=f"{self.first()} {advice}",
+        )
+
+
+def gather_evidence(
+    measurement: ReturnsMeasurement, kind: str, rtol: float, atol: float
+) -> Evidence:
+    """Compare every case with :func:`reference` (|yours − ref| ≤ atol + rtol·|ref|) and with
+    every wrong answer of :func:`candidates`."""
+    cases = return_cases()
+    ev = Evidence(kind, cases, measurement["values"], rtol, atol)
+    ev.notes = output_notes(measurement)
+    for (rewards, gamma), rec in zip(cases, ev.values, strict=True):
         ref = reference(np.array(rewards), gamma, kind)
         yours = np.array(rec["values"], dtype=np.float64).reshape(rec["shape"])
         if kind == "return" and yours.shape != ():
-            vector_for_return = True
+            ev.vector_for_return = True
         ok = close(yours, ref, rtol, atol)
-        rows.append(
+        ev.rows.append(
             Row(
                 f"T={len(rewards)}, γ={gamma}",
                 {
@@ -269,75 +425,90 @@ def judge_returns(
                 },
             )
         )
-        if not ok and first_bad is None:
-            first_bad = (rewards, gamma, yours, ref)
+        if not ok and ev.first_bad is None:
+            ev.first_bad = (rewards, gamma, yours, ref)
         for key, cand in candidates(rewards, gamma, kind).items():
-            cand_ok[key] = cand_ok.get(key, True) and close(yours, cand, rtol, atol)
-    formula = _FORMULA[kind]
-    if first_bad is None:
-        return Report(
-            passed=True,
-            verdict="correct",
-            check=check,
-            rows=rows,
-            notes=notes,
-            message=(
-                f"Your {kind.replace('_', '-')} matches {formula} on {len(cases)} "
-                "reward sequences (length 1, γ = 0, γ = 1, random lengths)."
-            ),
-        )
-    rewards, gamma, yours, ref = first_bad
-    label = "R" if kind == "return" else ("G" if kind == "reward_to_go" else "γ^t G_t")
-    shown = "[" + ", ".join(f"{v:.4g}" for v in rewards) + "]"
-    first = (
-        f"For rewards {shown} and γ = {gamma}, you return {fmt_vec(yours)} "
-        f"but {label} = {fmt_vec(ref)}."
-    )
-    if vector_for_return:
-        same_as_g = all(
-            close(np.array(rec["values"]), reference(np.array(r), gm, "reward_to_go"), rtol, atol)
-            for (r, gm), rec in zip(cases, values, strict=True)
-            if len(rec["values"]) > 1
-        )
-        advice = (
-            "kind='return' wants a single number R = Σ_t γ^t r_t, but you return one value "
-            "per step"
-            + (
-                "; that is the reward-to-go, whose first entry G_0 is the return."
-                if same_as_g
-                else "."
-            )
-        )
-        return Report(
-            passed=False,
-            verdict="wrong",
-            check=check,
-            rows=rows,
-            notes=notes,
-            diagnosis="vector_instead_of_scalar",
-            message=f"{first} {advice}",
-        )
-    diagnosis = next((k for k, ok in cand_ok.items() if ok), None)
-    if diagnosis is not None:
-        advice = DIAGNOSES[diagnosis]
-    else:
-        diagnosis = "mismatch"
-        advice = (
-            f"Compute {formula}; the backward loop G_t = r_t + γ G_{{t+1}} (G_T = 0) is the "
-            "simplest way."
-        )
+            ev.cand_ok[key] = ev.cand_ok.get(key, True) and close(yours, cand, rtol, atol)
+    return ev
+
+
+def correct(ev: Evidence) -> Report | None:
+    """Every case matches the exact reference."""
+    if ev.first_bad is not None:
+        return None
     return Report(
-        passed=False,
-        verdict="wrong",
-        check=check,
-        rows=rows,
-        notes=notes,
-        diagnosis=diagnosis,
-        message=f"{first} {advice}",
+        passed=True,
+        verdict="correct",
+        check=NAME,
+        rows=ev.rows,
+        notes=ev.notes,
+        message=CORRECT.format(
+            what=ev.kind.replace("_", "-"), formula=_FORMULA[ev.kind], n=len(ev.cases)
+        ),
     )
 
 
-CHECK = Check("returns", measure_returns, judge_returns)
+def vector_instead_of_scalar(ev: Evidence) -> Report | None:
+    """kind="return" but one value per step (often the reward-to-go G_t)."""
+    if not ev.vector_for_return:
+        return None
+    same_as_g = all(
+        close(np.array(rec["values"]), reference(np.array(r), gm, "reward_to_go"), ev.rtol, ev.atol)
+        for (r, gm), rec in zip(ev.cases, ev.values, strict=True)
+        if len(rec["values"]) > 1
+    )
+    which = VECTOR_IS_REWARD_TO_GO if same_as_g else "."
+    code = "vector_instead_of_scalar"
+    return ev.wrong(code, MESSAGES[code].format(which=which))
+
+
+def known_mistake(ev: Evidence) -> Report | None:
+    """The result equals one of the wrong answers of :func:`candidates` on every case."""
+    code = next((k for k, ok in ev.cand_ok.items() if ok), None)
+    return None if code is None else ev.wrong(code, MESSAGES[code])
+
+
+def unrecognised(ev: Evidence) -> Report:
+    """Wrong in a way none of the rules above recognises."""
+    return ev.wrong("mismatch", MESSAGES["mismatch"].format(formula=_FORMULA[ev.kind]))
+
+
+#: The rules in the order they are tried; the last always answers.
+RULES: tuple[Rule[Evidence], ...] = (
+    correct,
+    vector_instead_of_scalar,
+    known_mistake,
+    unrecognised,
+)
+
+
+@finite_rows
+def judge_returns(
+    measurement: ReturnsMeasurement,
+    *,
+    kind: str = "reward_to_go",
+    timeout: float = DEFAULT_TIMEOUT,
+    rtol: float = 1e-6,
+    atol: float = 1e-9,
+    **unknown: Any,
+) -> Report:
+    """Compare with the exact reference on every case: |yours − ref| ≤ atol + rtol·|ref|.
+
+    Prechecks (options, a recorded error, the number of cases), then the :class:`Evidence`,
+    then the first of :data:`RULES` that answers.
+    """
+    early = judge_precheck(
+        measurement, NAME, "check_returns", unknown, OPTIONS, kind=("kind", kind, KINDS)
+    )
+    if early is not None:
+        return early
+    early = count_mismatch(measurement["values"], len(return_cases()), NAME, "check_returns")
+    if early is not None:
+        return early
+    return decide(RULES, gather_evidence(measurement, kind, rtol, atol))
+
+
+CHECK = Check(NAME, measure_returns, judge_returns)
 
 
 def check_returns(

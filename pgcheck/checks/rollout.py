@@ -19,7 +19,8 @@ returned episode without running learner code. Recognised mistakes:
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, TypedDict
 
 import numpy as np
 
@@ -27,8 +28,12 @@ from pgcheck.checks.base import (
     DEFAULT_TIMEOUT,
     Budget,
     Check,
+    Measurement,
+    Rule,
     count_mismatch,
+    decide,
     failed,
+    first_answer,
     judge_precheck,
     learner_call,
     measure_precheck,
@@ -36,9 +41,11 @@ from pgcheck.checks.base import (
     run_check,
     to_array,
 )
+from pgcheck.diagnosis.mistakes import Mistake
 from pgcheck.errors import ErrorKind
 from pgcheck.report import Report, Row
 
+NAME = "rollout"
 OPTIONS = ["timeout", "n_episodes"]
 N_STATES = 5
 N_ACTIONS = 3
@@ -201,19 +208,19 @@ def replay(
 # --------------------------------------------------------------------------- measure
 def measure_rollout(
     fn: Callable[..., Any], *, timeout: float = DEFAULT_TIMEOUT, n_episodes: int = 4, **unknown: Any
-) -> dict[str, Any]:
+) -> RolloutMeasurement:
     """Call ``fn(env, policy, rng)`` ``n_episodes`` times per probe case; plain numbers only."""
     early = measure_precheck("check_rollout", unknown, OPTIONS)
     if early is not None:
         return early
     budget = Budget(timeout)
     name = "your collection loop"
-    cases = []
+    cases: list[RolloutCase] = []
     for label, seed, p_term, limit in CASES:
         env = ProbeEnv(seed, p_term, limit)
         policy = ProbePolicy()
         rng = np.random.default_rng(seed)
-        episodes = []
+        episodes: list[Episode] = []
         for _ in range(n_episodes):
             resets_before = env.log["resets"]
             value, err = learner_call(fn, {"env": env, "policy": policy, "rng": rng}, budget, name)
@@ -261,7 +268,7 @@ def measure_rollout(
     return {"check": "rollout", "cases": cases, "n_episodes": n_episodes, "output": budget.output}
 
 
-def _explain_error(err: dict[str, Any]) -> dict[str, Any]:
+def _explain_error(err: Any) -> Any:
     msg = err["error"]["message"]
     if "not enough values to unpack (expected 5, got" in msg or "too many values to unpack" in msg:
         msg += (
@@ -271,130 +278,305 @@ def _explain_error(err: dict[str, Any]) -> dict[str, Any]:
     return failed(err["error"]["kind"], msg)
 
 
+# --------------------------------------------------------------------------- messages
+#: Each diagnosis of the collection loop once: its code, what the loop does, and its message
+#: (a template filled in with the step and the numbers where the mistake shows).
+MISTAKES: tuple[Mistake, ...] = (
+    Mistake(
+        "bad_action",
+        "env.step(x) with x not in {0, …, A−1}",
+        "env.step received something that is not a valid action: pass the int the policy returned.",
+    ),
+    Mistake(
+        "policy_call",
+        "policy(x, g) with x not an observation or g not a Generator",
+        "call the policy as `policy(obs, rng)` with the current observation (an array, not "
+        "the `(obs, info)` pair that reset returns) and the generator you were given.",
+    ),
+    Mistake(
+        "seeded_reset",
+        "env.reset(seed=…) inside the loop",
+        "you pass a seed to env.reset inside the loop, so every episode starts the same way: "
+        "seed the environment once, outside, and call `env.reset()` without a seed here.",
+    ),
+    Mistake(
+        "no_reset",
+        "no env.reset() at the start of an episode",
+        "call `obs, info = env.reset()` at the start of every episode.",
+    ),
+    Mistake(
+        "extra_reset",
+        "env.reset() more than once per episode",
+        "reset once per episode: you called env.reset more than once for one episode (the "
+        "returned episode is not the one you reset).",
+    ),
+    Mistake(
+        "shape",
+        "observations not [T, 3]",
+        "observations have shape {shape}; expected [T, 3] (one row per step, the observation "
+        "s_t the action was chosen in).",
+    ),
+    Mistake(
+        "lengths",
+        "len(observations), len(actions), len(rewards) differ",
+        "you returned {n_obs} observations, {n_act} actions and {n} rewards; they must have "
+        "the same length T{extra}",
+    ),
+    Mistake("empty", "T = 0", "the episode is empty: step until terminated or truncated."),
+    Mistake(
+        "next_observation",
+        "(s_{t+1}, a_t, r_t) recorded",
+        "your first observation is the one *after* the first step: record the observation s_t "
+        "the action was chosen in, before `obs` is overwritten by env.step.",
+    ),
+    Mistake(
+        "ignores_terminated",
+        "stops on truncated only",
+        "the episode ended at step {m} with {flag}=True, but your loop kept stepping: stop "
+        "when `terminated or truncated` (you seem to stop only on {other}).",
+    ),
+    Mistake(
+        "ignores_truncated",
+        "stops on terminated only",
+        "the episode ended at step {m} with {flag}=True, but your loop kept stepping: stop "
+        "when `terminated or truncated` (you seem to stop only on {other}).",
+    ),
+    Mistake(
+        "stops_early",
+        "stops before terminated or truncated",
+        "you stopped after {n} steps, but the episode had not ended (neither terminated nor "
+        "truncated was True).",
+    ),
+    Mistake(
+        "observations",
+        "an observation other than the environment's s_t",
+        "the observation at step {t} is not the one the environment returned there: record "
+        "`obs` before stepping, then move on with `obs = next_obs`.",
+    ),
+    Mistake(
+        "policy_not_called",
+        "no policy(s_t, rng) call for some step",
+        "the policy was never asked for an action in the observation of step {t}: call "
+        "`policy(obs, rng)` on the current observation at every step.",
+    ),
+    Mistake(
+        "wrong_action",
+        "a_t other than the policy's sample",
+        "at step {t} you recorded action {yours} but the policy returned {chosen}: step the "
+        "environment with, and record, the action the policy sampled (not an argmax, not a new "
+        "random one).",
+    ),
+    Mistake(
+        "rewards",
+        "r_t other than env.step's reward for (s_t, a_t)",
+        "the reward at step {t} is {yours:g} but env.step returned {exact:g} there: record the "
+        "reward of each step as it comes (r_t belongs to (s_t, a_t)).",
+    ),
+    Mistake(
+        "steps_after_end",
+        "env.step after terminated or truncated",
+        "you stepped an environment after its episode had ended: stop when `terminated or "
+        "truncated`.",
+    ),
+)
+#: code → message (template) of every diagnosis of this check.
+MESSAGES: dict[str, str] = {m.code: m.message for m in MISTAKES}
+#: no_reset, as seen in a returned episode (its first observation is not reset()'s).
+NO_RESET_EPISODE = (
+    "your episode does not start with the observation reset() returns: call "
+    "`obs, info = env.reset()` at the start of every episode."
+)
+EXTRA_OBSERVATION = (
+    " (one observation too many: the observation after the last step is not part of any "
+    "(s_t, a_t, r_t))"
+)
+IN_CASE = "[{label}] {message}"
+CORRECT = (
+    "Your loop returned the right (s_t, a_t, r_t) for all {total} episodes: it resets once, "
+    "acts with the policy's sample for the current observation, and stops on terminated or "
+    "truncated."
+)
+
+
+class Episode(TypedDict):
+    """One returned episode, flattened, with the shapes, and the number of resets during it."""
+
+    observations: list[Any]
+    obs_shape: list[int]
+    actions: list[float]
+    act_shape: list[int]
+    rewards: list[float]
+    rew_shape: list[int]
+    resets: int
+
+
+class RolloutCase(TypedDict):
+    """One probe case: the episodes, the environment's log and the policy's calls."""
+
+    label: str
+    episodes: list[Episode]
+    log: dict[str, int]
+    policy_calls: list[list[Any]]
+    bad_policy_calls: int
+
+
+class RolloutMeasurement(Measurement, total=False):
+    """What :func:`measure_rollout` returns: one entry per probe case of :data:`CASES`."""
+
+    check: str
+    cases: list[RolloutCase]
+    n_episodes: int
+
+
+#: A diagnosis: (code, message).
+Problem = tuple[str, str]
+
+
+def _problem(code: str, **values: Any) -> Problem:
+    return code, MESSAGES[code].format(**values)
+
+
 # --------------------------------------------------------------------------- judge
 def _episode_problem(
-    ep: dict[str, Any],
+    ep: Episode,
     seed: int,
     p_term: float,
     limit: int,
     calls: dict[tuple[float, ...], list[int]],
-) -> tuple[str, str] | None:
+) -> Problem | None:
     """(diagnosis, message) for the first thing wrong with one returned episode, or None."""
     obs = np.asarray(ep["observations"], dtype=np.float64)
     acts = [int(round(a)) for a in ep["actions"]]
     rews = ep["rewards"]
     n = len(rews)
     if len(ep["obs_shape"]) != 2 or ep["obs_shape"][1] != 3:
-        return (
-            "shape",
-            f"observations have shape {ep['obs_shape']}; expected [T, 3] "
-            "(one row per step, the observation s_t the action was chosen in).",
-        )
+        return _problem("shape", shape=ep["obs_shape"])
     if not (len(acts) == n == ep["obs_shape"][0]):
-        extra = (
-            " (one observation too many: the observation after the last step is not part "
-            "of any (s_t, a_t, r_t))"
-            if ep["obs_shape"][0] == n + 1
-            else ""
-        )
-        return (
-            "lengths",
-            f"you returned {ep['obs_shape'][0]} observations, {len(acts)} actions "
-            f"and {n} rewards; they must have the same length T{extra}.",
+        extra = EXTRA_OBSERVATION if ep["obs_shape"][0] == n + 1 else ""
+        return _problem(
+            "lengths", n_obs=ep["obs_shape"][0], n_act=len(acts), n=n, extra=extra + "."
         )
     if n == 0:
-        return ("empty", "the episode is empty: step until terminated or truncated.")
+        return _problem("empty")
     episode = int(obs[0, 0])
     truth = replay(seed, p_term, limit, episode, acts)
     true_obs = np.asarray(truth["observations"])
     m = len(truth["rewards"])
     if obs[0, 1] != 0:
         if obs[0, 1] == 1:
-            return (
-                "next_observation",
-                "your first observation is the one *after* the first "
-                "step: record the observation s_t the action was chosen in, before "
-                "`obs` is overwritten by env.step.",
-            )
-        return (
-            "no_reset",
-            "your episode does not start with the observation reset() returns: "
-            "call `obs, info = env.reset()` at the start of every episode.",
-        )
+            return _problem("next_observation")
+        return ("no_reset", NO_RESET_EPISODE)
     if n > m:
         flag = truth["ended_by"]
         other = "truncated" if flag == "terminated" else "terminated"
-        return (
-            f"ignores_{flag}",
-            f"the episode ended at step {m} with {flag}=True, but your "
-            f"loop kept stepping: stop when `terminated or truncated` (you seem to stop "
-            f"only on {other}).",
-        )
+        return _problem(f"ignores_{flag}", m=m, flag=flag, other=other)
     if n < m:
-        return (
-            "stops_early",
-            f"you stopped after {n} steps, but the episode had not ended "
-            "(neither terminated nor truncated was True).",
-        )
+        return _problem("stops_early", n=n)
     if not np.allclose(obs, true_obs):
         t = int(np.flatnonzero(~np.all(np.isclose(obs, true_obs), axis=1))[0])
-        return (
-            "observations",
-            f"the observation at step {t} is not the one the environment "
-            "returned there: record `obs` before stepping, then move on with "
-            "`obs = next_obs`.",
-        )
+        return _problem("observations", t=t)
     for t in range(n):
         key = tuple(float(v) for v in obs[t])
         chosen = calls.get(key)
         if not chosen:
-            return (
-                "policy_not_called",
-                f"the policy was never asked for an action in the "
-                f"observation of step {t}: call `policy(obs, rng)` on the current "
-                "observation at every step.",
-            )
+            return _problem("policy_not_called", t=t)
         if acts[t] not in chosen:
-            return (
-                "wrong_action",
-                f"at step {t} you recorded action {acts[t]} but the policy "
-                f"returned {chosen[0]}: step the environment with, and record, the action "
-                "the policy sampled (not an argmax, not a new random one).",
-            )
+            return _problem("wrong_action", t=t, yours=acts[t], chosen=chosen[0])
     if not np.allclose(rews, truth["rewards"]):
         t = int(np.flatnonzero(~np.isclose(rews, truth["rewards"]))[0])
-        return (
-            "rewards",
-            f"the reward at step {t} is {rews[t]:g} but env.step returned "
-            f"{truth['rewards'][t]:g} there: record the reward of each step as it "
-            "comes (r_t belongs to (s_t, a_t)).",
-        )
+        return _problem("rewards", t=t, yours=rews[t], exact=truth["rewards"][t])
     return None
 
 
-def judge_rollout(
-    measurement: dict[str, Any],
-    *,
-    timeout: float = DEFAULT_TIMEOUT,
-    n_episodes: int = 4,
-    **unknown: Any,
-) -> Report:
-    """Replay every returned episode on the probe environment and name the first mistake."""
-    check = "rollout"
-    early = judge_precheck(measurement, check, "check_rollout", unknown, OPTIONS)
-    if early is not None:
-        return early
-    early = count_mismatch(measurement.get("cases", []), len(CASES), check, "check_rollout")
-    if early is not None:
-        return early
+@dataclass
+class CaseEvidence:
+    """One probe case as the case rules see it: its parameters, the environment's log, the
+    policy's calls (observation → actions it returned) and the returned episodes."""
+
+    label: str
+    seed: int
+    p_term: float
+    limit: int
+    log: dict[str, int]
+    bad_policy_calls: int
+    episodes: list[Episode]
+    calls: dict[tuple[float, ...], list[int]]
+
+
+def bad_action(case: CaseEvidence) -> Problem | None:
+    """env.step received something that is not a valid action."""
+    return _problem("bad_action") if case.log["bad_actions"] else None
+
+
+def bad_policy_call(case: CaseEvidence) -> Problem | None:
+    """The policy was called with something other than (observation, Generator)."""
+    return _problem("policy_call") if case.bad_policy_calls else None
+
+
+def seeded_reset(case: CaseEvidence) -> Problem | None:
+    """env.reset was given a seed inside the loop."""
+    return _problem("seeded_reset") if case.log["seeded_resets"] else None
+
+
+def no_reset(case: CaseEvidence) -> Problem | None:
+    """An episode began without env.reset (or the environment was stepped before any reset)."""
+    if case.log["steps_before_reset"] or any(ep["resets"] == 0 for ep in case.episodes):
+        return _problem("no_reset")
+    return None
+
+
+def extra_reset(case: CaseEvidence) -> Problem | None:
+    """env.reset was called more than once for one episode."""
+    return _problem("extra_reset") if any(ep["resets"] > 1 for ep in case.episodes) else None
+
+
+def episode_mistake(case: CaseEvidence) -> Problem | None:
+    """The first returned episode that differs from its replay (see :func:`_episode_problem`)."""
+    for ep in case.episodes:
+        problem = _episode_problem(ep, case.seed, case.p_term, case.limit, case.calls)
+        if problem is not None:
+            return (problem[0], IN_CASE.format(label=case.label, message=problem[1]))
+    return None
+
+
+def steps_after_end(case: CaseEvidence) -> Problem | None:
+    """The environment was stepped after its episode had ended."""
+    return _problem("steps_after_end") if case.log["steps_after_end"] else None
+
+
+#: The rules for one probe case, in the order they are tried (None: nothing wrong).
+CASE_RULES: tuple[Callable[[CaseEvidence], Problem | None], ...] = (
+    bad_action,
+    bad_policy_call,
+    seeded_reset,
+    no_reset,
+    extra_reset,
+    episode_mistake,
+    steps_after_end,
+)
+
+
+@dataclass
+class Evidence:
+    """What the rules of :func:`judge_rollout` decide on: the table, and the first problem of
+    the first case that has one."""
+
+    rows: list[Row]
+    notes: list[str]
+    problem: Problem | None
+    total: int
+
+
+def gather_evidence(measurement: RolloutMeasurement) -> Evidence:
+    """A row per probe case, and the first answer of :data:`CASE_RULES` over the cases."""
     rows: list[Row] = []
-    problem: tuple[str, str] | None = None
+    problem: Problem | None = None
     for (label, seed, p_term, limit), case in zip(CASES, measurement["cases"], strict=True):
         log = case["log"]
         calls: dict[tuple[float, ...], list[int]] = {}
         for x, a in case["policy_calls"]:
             calls.setdefault(tuple(float(v) for v in x), []).append(int(a))
-        lengths = [len(ep["rewards"]) for ep in case["episodes"]]
+        lengths: list[float] = [len(ep["rewards"]) for ep in case["episodes"]]
         rows.append(
             Row(
                 label,
@@ -406,75 +588,69 @@ def judge_rollout(
                 },
             )
         )
-        if problem is not None:
-            continue
-        if log["bad_actions"]:
-            problem = (
-                "bad_action",
-                "env.step received something that is not a valid action: "
-                "pass the int the policy returned.",
+        if problem is None:
+            evidence = CaseEvidence(
+                label, seed, p_term, limit, log, case["bad_policy_calls"], case["episodes"], calls
             )
-        elif case["bad_policy_calls"]:
-            problem = (
-                "policy_call",
-                "call the policy as `policy(obs, rng)` with the current "
-                "observation (an array, not the `(obs, info)` pair that reset returns) "
-                "and the generator you were given.",
-            )
-        elif log["seeded_resets"]:
-            problem = (
-                "seeded_reset",
-                "you pass a seed to env.reset inside the loop, so every "
-                "episode starts the same way: seed the environment once, outside, and "
-                "call `env.reset()` without a seed here.",
-            )
-        elif log["steps_before_reset"] or any(ep["resets"] == 0 for ep in case["episodes"]):
-            problem = ("no_reset", "call `obs, info = env.reset()` at the start of every episode.")
-        elif any(ep["resets"] > 1 for ep in case["episodes"]):
-            problem = (
-                "extra_reset",
-                "reset once per episode: you called env.reset more than "
-                "once for one episode (the returned episode is not the one you reset).",
-            )
-        else:
-            for ep in case["episodes"]:
-                problem = _episode_problem(ep, seed, p_term, limit, calls)
-                if problem is not None:
-                    problem = (problem[0], f"[{label}] {problem[1]}")
-                    break
-            if problem is None and log["steps_after_end"]:
-                problem = (
-                    "steps_after_end",
-                    "you stepped an environment after its episode "
-                    "had ended: stop when `terminated or truncated`.",
-                )
-    notes = output_notes(measurement)
-    if problem is None:
-        total = sum(len(c["episodes"]) for c in measurement["cases"])
-        return Report(
-            passed=True,
-            verdict="correct",
-            check=check,
-            rows=rows,
-            notes=notes,
-            message=(
-                f"Your loop returned the right (s_t, a_t, r_t) for all {total} "
-                "episodes: it resets once, acts with the policy's sample for "
-                "the current observation, and stops on terminated or truncated."
-            ),
-        )
+            problem = first_answer(CASE_RULES, evidence)
+    total = sum(len(c["episodes"]) for c in measurement["cases"])
+    return Evidence(rows, output_notes(measurement), problem, total)
+
+
+def correct(ev: Evidence) -> Report | None:
+    """No case has a problem."""
+    if ev.problem is not None:
+        return None
     return Report(
-        passed=False,
-        verdict="wrong",
-        check=check,
-        rows=rows,
-        notes=notes,
-        diagnosis=problem[0],
-        message=problem[1],
+        passed=True,
+        verdict="correct",
+        check=NAME,
+        rows=ev.rows,
+        notes=ev.notes,
+        message=CORRECT.format(total=ev.total),
     )
 
 
-CHECK = Check("rollout", measure_rollout, judge_rollout)
+def named_problem(ev: Evidence) -> Report:
+    """The first problem found, named."""
+    assert ev.problem is not None
+    return Report(
+        passed=False,
+        verdict="wrong",
+        check=NAME,
+        rows=ev.rows,
+        notes=ev.notes,
+        diagnosis=ev.problem[0],
+        message=ev.problem[1],
+    )
+
+
+#: The rules in the order they are tried; the last always answers.
+RULES: tuple[Rule[Evidence], ...] = (correct, named_problem)
+
+
+def judge_rollout(
+    measurement: RolloutMeasurement,
+    *,
+    timeout: float = DEFAULT_TIMEOUT,
+    n_episodes: int = 4,
+    **unknown: Any,
+) -> Report:
+    """Replay every returned episode on the probe environment and name the first mistake.
+
+    Prechecks (options, a recorded error, the number of cases), then the :class:`Evidence`
+    (the first answer of :data:`CASE_RULES` over the cases), then :data:`RULES`.
+    """
+    early = judge_precheck(measurement, NAME, "check_rollout", unknown, OPTIONS)
+    if early is not None:
+        return early
+    early = count_mismatch(measurement.get("cases", []), len(CASES), NAME, "check_rollout")
+    if early is not None:
+        return early
+    return decide(RULES, gather_evidence(measurement))
+
+
+CHECK = Check(NAME, measure_rollout, judge_rollout)
 
 
 def check_rollout(fn: Callable[..., Any], *, timeout: float = 5.0, **options: Any) -> Report:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -21,7 +22,10 @@ from pgcheck.checks.base import (
     DTYPE,
     Budget,
     Check,
+    Measurement,
+    Rule,
     close,
+    decide,
     failed,
     finite_or_none,
     finite_rows,
@@ -36,10 +40,12 @@ from pgcheck.checks.base import (
     scale_hint,
     usage_error,
 )
+from pgcheck.diagnosis.mistakes import Mistake
 from pgcheck.errors import ErrorKind
 from pgcheck.report import Report, Row
 from pgcheck.sandbox import single_thread
 
+NAME = "score_estimator"
 ESTIMATOR_FAMILIES = ("bernoulli", "categorical", "gaussian")
 ESTIMATOR_OPTIONS = ["family", "f", "timeout", "rtol", "atol", "batch_size", "n_batches", "z_max"]
 #: Gauss–Hermite nodes used to take the exact expectation of the learner's estimator.
@@ -242,28 +248,191 @@ def estimator_candidates(
     return {k: v.detach().numpy() for k, v in cands.items()}
 
 
-ESTIMATOR_DIAGNOSES: dict[str, str] = {
-    "sign": "Your estimate has the wrong sign: ∇_θ E[f] ≈ mean of f(x_i) ∇_θ log p_θ(x_i), "
-    "with a plus.",
-    "missing_f": "f(x) is missing: your estimate does not change when f changes. Multiply each "
-    "score by f(x_i): ĝ = mean of f(x_i) ∇_θ log p_θ(x_i).",
-    "grad_f": "Your estimate is zero for every sample: it is the gradient of f(x), not of E[f]. "
-    "Once x is sampled f(x) does not depend on θ; the dependence is in p_θ, so use "
-    "ĝ = mean of f(x_i) ∇_θ log p_θ(x_i).",
-    "score_wrt_p": "You differentiate log p with respect to the probabilities, not θ (the "
-    "logits). Differentiate through the sigmoid/softmax: for logits "
-    "∇_θ log p_θ(x) = onehot(x) − p_θ.",
-    "missing_normaliser": "The −p_θ term of the score is missing: for logits "
-    "∇_θ log p_θ(x) = onehot(x) − p_θ (Bernoulli: x − σ(θ)).",
-    "probability_gradient": "You use ∇_θ p_θ(x) where ∇_θ log p_θ(x) = ∇_θ p_θ(x) / p_θ(x) "
-    "belongs (log-derivative trick).",
-    "score_wrt_sigma": "Your second entry differentiates with respect to σ, but θ holds log σ: "
-    "∂ log p/∂ log σ = (x−μ)²/σ² − 1.",
-    "sigma_not_squared": "You divide by σ where σ² belongs: ∂ log p/∂μ = (x−μ)/σ².",
-    "missing_minus_one": "The −1 from the −log σ term is missing: ∂ log p/∂ log σ = (x−μ)²/σ² − 1.",
-    "sum_not_mean": "Your estimate grows with the number of samples: you sum where you should "
-    "average. Divide by N (use .mean()).",
-}
+#: Each wrong estimator recognised (by :func:`estimator_candidates`, or by the probe on several
+#: samples for ``sum_not_mean``), once: its code, the formula it computes and its message.
+CANDIDATE_MISTAKES: tuple[Mistake, ...] = (
+    Mistake(
+        "sign",
+        "−mean f(x_i) ∇ log p_θ(x_i)",
+        (
+            "Your estimate has the wrong sign: ∇_θ E[f] ≈ mean of f(x_i) ∇_θ log p_θ(x_i), with a "
+            "plus."
+        ),
+    ),
+    Mistake(
+        "missing_f",
+        "mean ∇ log p_θ(x_i)",
+        (
+            "f(x) is missing: your estimate does not change when f changes. Multiply each score by "
+            "f(x_i): ĝ = mean of f(x_i) ∇_θ log p_θ(x_i)."
+        ),
+    ),
+    Mistake(
+        "grad_f",
+        "0 (∇_θ f(x) with x fixed)",
+        (
+            "Your estimate is zero for every sample: it is the gradient of f(x), not of E[f]. Once "
+            "x is sampled f(x) does not depend on θ; the dependence is in p_θ, so use ĝ = mean of "
+            "f(x_i) ∇_θ log p_θ(x_i)."
+        ),
+    ),
+    Mistake(
+        "score_wrt_p",
+        "mean f(x_i) ∂ log p/∂p",
+        (
+            "You differentiate log p with respect to the probabilities, not θ (the logits). "
+            "Differentiate through the sigmoid/softmax: for logits ∇_θ log p_θ(x) = onehot(x) − "
+            "p_θ."
+        ),
+    ),
+    Mistake(
+        "missing_normaliser",
+        "mean f(x_i) onehot(x_i)",
+        (
+            "The −p_θ term of the score is missing: for logits ∇_θ log p_θ(x) = onehot(x) − p_θ "
+            "(Bernoulli: x − σ(θ))."
+        ),
+    ),
+    Mistake(
+        "probability_gradient",
+        "mean f(x_i) ∇_θ p_θ(x_i)",
+        (
+            "You use ∇_θ p_θ(x) where ∇_θ log p_θ(x) = ∇_θ p_θ(x) / p_θ(x) belongs (log-derivative "
+            "trick)."
+        ),
+    ),
+    Mistake(
+        "score_wrt_sigma",
+        "∂/∂σ where θ holds log σ",
+        (
+            "Your second entry differentiates with respect to σ, but θ holds log σ: ∂ log p/∂ log "
+            "σ = (x−μ)²/σ² − 1."
+        ),
+    ),
+    Mistake(
+        "sigma_not_squared",
+        "f(x) (x−μ)/σ for ∂/∂μ",
+        "You divide by σ where σ² belongs: ∂ log p/∂μ = (x−μ)/σ².",
+    ),
+    Mistake(
+        "missing_minus_one",
+        "f(x) (x−μ)²/σ² for ∂/∂ log σ",
+        "The −1 from the −log σ term is missing: ∂ log p/∂ log σ = (x−μ)²/σ² − 1.",
+    ),
+    Mistake(
+        "sum_not_mean",
+        "Σ_i f(x_i) ∇ log p_θ(x_i)",
+        (
+            "Your estimate grows with the number of samples: you sum where you should average. "
+            "Divide by N (use .mean())."
+        ),
+    ),
+)
+#: The other diagnoses: templates filled in by the rules.
+OTHER_MISTAKES: tuple[Mistake, ...] = (
+    Mistake("scaled", "α ∇_θ E[f]", "{hint}"),
+    Mistake(
+        "biased",
+        "E[ĝ] ≠ ∇_θ E[f], unrecognised",
+        "Your estimator is biased. The score-function estimator is ĝ = mean of f(x_i) ∇_θ log "
+        "p_θ(x_i); check it term by term.",
+    ),
+    Mistake(
+        "inconsistent",
+        "right on single samples, not on batches",
+        "Your estimator is right on single samples, but its mean over {batches} is {z:.1f} "
+        "standard errors from the exact gradient {truth}: it treats batches differently from "
+        "single samples. {emp}",
+    ),
+    Mistake(
+        "baseline_includes_sample",
+        "b = mean_j f(x_j) including x_i: E[ĝ] = (1 − 1/N) ∇",
+        "{first} That is (1 − 1/N) ∇ with N = 2: your baseline includes the sample it is "
+        "subtracted from (the batch mean of f). Use a leave-one-out baseline b_i = mean of "
+        "f(x_j) over j ≠ i.",
+    ),
+)
+#: code → message of every diagnosis of this check.
+MESSAGES: dict[str, str] = {m.code: m.message for m in CANDIDATE_MISTAKES + OTHER_MISTAKES}
+#: code → message of the recognised estimators (kept for callers).
+ESTIMATOR_DIAGNOSES: dict[str, str] = {m.code: m.message for m in CANDIDATE_MISTAKES}
+#: The candidate codes in order of priority.
+CANDIDATE_ORDER = [
+    "grad_f",
+    "missing_f",
+    "sign",
+    "score_wrt_p",
+    "missing_normaliser",
+    "probability_gradient",
+    "score_wrt_sigma",
+    "sigma_not_squared",
+    "missing_minus_one",
+]
+SUMMED = (
+    "On {n} samples your estimate is {probe}, the sum of its values on each sample alone "
+    "({total}). "
+)
+EMPIRICAL = "Over {batches}: mean {mean} ± {se} (standard error)."
+CORRECT = (
+    "The exact expectation of your estimator equals ∇_θ E[f] for f = {fs} (e.g. {expect} vs "
+    "{truth}). {emp}"
+)
+FIRST_BAD = (
+    "For f = {f}, the exact expectation of your estimator is {expect} but ∇_θ E[f] = {truth}."
+)
+OTHER_F = (
+    "It is right for the default f but not for another, so it must not assume a particular "
+    "f. {advice}"
+)
+SINGLE_NOT_FINITE = (
+    "Your estimator returned NaN or inf for the single sample x = {x:.6g}. Look for log of 0 "
+    "or division by 0."
+)
+#: Messages of the batch path (an estimator that is not a mean of per-sample terms).
+PAIRS_MISSING = (
+    "pgcheck.check_score_estimator: the measurement has no batches of two (measured with "
+    "another pgcheck version?)."
+)
+PAIRS_NOT_FINITE = (
+    "Your estimator returned NaN or inf for a batch of two samples. Look for division by N − 1 "
+    "or by a standard deviation that can be 0."
+)
+PAIRS_NOTE = (
+    "your estimator is not a mean of per-sample terms (it uses the whole batch), so its exact "
+    "expectation was taken over every batch of two samples."
+)
+PAIRS_CORRECT = (
+    "Over every batch of two samples, the exact expectation of your estimator equals ∇_θ E[f] "
+    "(e.g. {expect} vs {truth}). {emp}"
+)
+PAIRS_LARGER_BIASED = (
+    "Your estimator is unbiased for batches of two, but over larger batches its mean is "
+    "{z:.1f} standard errors from the exact gradient {truth}. {emp}"
+)
+PAIRS_FIRST_BAD = (
+    "For f = {f} and batches of two samples, the exact expectation of your estimator is "
+    "{expect} but ∇_θ E[f] = {truth}."
+)
+PAIRS_BIASED = (
+    "It is biased: a baseline must not depend on the sample it multiplies; use ĝ = mean of "
+    "(f(x_i) − b_i) ∇_θ log p_θ(x_i) with b_i built from the other samples."
+)
+
+
+class EstimatorMeasurement(Measurement, total=False):
+    """What :func:`measure_score_estimator` returns (None where a value is not finite):
+    ``per_atom[f][i]`` = ĝ({x_i}); ``probe`` = ĝ on the atoms :func:`_probe_indices`;
+    ``pairs[f][i·n + j]`` = ĝ({x_i, x_j}) (only when ĝ is not a per-sample mean, else None);
+    ``batches[b]`` = ĝ on fixed-seed batch b."""
+
+    check: str
+    family: str
+    f_names: list[str]
+    per_atom: list[list[list[float | None]]]
+    probe: list[float | None]
+    pairs: list[list[list[float | None]]] | None
+    batches: list[list[float | None]]
+    batch_size: int
 
 
 def _probe_indices(family: str) -> list[int]:
@@ -282,7 +451,7 @@ def measure_score_estimator(
     n_batches: int = 32,
     z_max: float = 4.0,
     **unknown: Any,
-) -> dict[str, Any]:
+) -> EstimatorMeasurement:
     """Call the learner's estimator; plain numbers only, never raises.
 
     Records ĝ({x_i}) for every atom / Gauss–Hermite node x_i (one sample per call) and every
@@ -314,7 +483,7 @@ def measure_score_estimator(
         func: Callable[[Any], torch.Tensor],
         label: str,
         allow_nonfinite: bool = False,
-    ) -> tuple[list[Any] | None, dict[str, Any] | None]:
+    ) -> tuple[Any, Any]:
         value, err = learner_call(
             fn, {"samples": samples, "theta": theta.clone(), "f": func}, budget, name
         )
@@ -395,39 +564,96 @@ def _sample(family: str, theta: torch.Tensor, n: int, gen: torch.Generator) -> t
     return theta[0] + theta[1].exp() * torch.randn(n, generator=gen, dtype=DTYPE)
 
 
-@finite_rows
-def judge_score_estimator(
-    measurement: dict[str, Any],
-    *,
-    family: str = "gaussian",
-    f: Any = None,
-    timeout: float = DEFAULT_TIMEOUT,
-    rtol: float = 1e-6,
-    atol: float = 1e-8,
-    batch_size: int = 16,
-    n_batches: int = 32,
-    z_max: float = 4.0,
-    **unknown: Any,
-) -> Report:
-    """Decide whether the estimator is unbiased for ∇_θ E_{x~p_θ}[f(x)].
+def _nan_array(values: Any) -> np.ndarray:
+    """A float64 array from nested lists, None → NaN."""
 
-    Exact expectation of a per-sample estimator: E[ĝ] = Σ_i w_i ĝ({x_i}) over atoms or
-    Gauss–Hermite nodes, compared with the exact gradient (|diff| ≤ atol + rtol·|∇|) for every
-    test function. An estimator that is not a per-sample mean (the probe on several samples
-    disagrees with the mean of single-sample values) is judged by the empirical mean over
-    the fixed batches: |mean − ∇| ≤ z_max · standard error in every component.
+    def conv(v: Any) -> Any:
+        if isinstance(v, list):
+            return [conv(u) for u in v]
+        return np.nan if v is None else float(v)
+
+    return np.array(conv(values), dtype=np.float64)
+
+
+@dataclass
+class Evidence:
+    """What the rules of :func:`judge_score_estimator` decide on.
+
+    Per test function: ``truths`` (∇_θ E[f]), ``expectations`` (E[ĝ] = Σ_i w_i ĝ({x_i})),
+    ``exact_ok``; ``cand_match`` / ``cand_expect``: ĝ equals a candidate estimator on every atom
+    / in expectation; ``per_sample``: the probe on several samples is the mean of their single
+    values (``summed``: their sum); ``consistent``: |batch mean − ∇| ≤ z_max · standard error.
+    For an estimator that is not a per-sample mean: ``expect2`` (E[ĝ] over every batch of two,
+    None when not measured), ``pairs_finite``, ``pair_ok``, ``pair_tol``.
     """
-    check = "score_estimator"
-    early = judge_precheck(
-        measurement,
-        check,
-        "check_score_estimator",
-        unknown,
-        ESTIMATOR_OPTIONS,
-        kind=("family", family, ESTIMATOR_FAMILIES),
-    )
-    if early is not None:
-        return early
+
+    family: str
+    fs: list[tuple[str, Callable[[Any], torch.Tensor]]]
+    atoms: torch.Tensor
+    per_atom: list[np.ndarray]
+    rows: list[Row]
+    notes: list[str]
+    truths: list[np.ndarray]
+    expectations: list[np.ndarray]
+    exact_ok: list[bool]
+    cand_match: dict[str, bool]
+    cand_expect: dict[str, bool]
+    probe: np.ndarray
+    singles: np.ndarray
+    per_sample: bool
+    summed: bool
+    f_independent: bool
+    consistent: bool
+    z_worst: float
+    batch_desc: str
+    emp_text: str
+    expect2: list[np.ndarray] | None = None
+    pairs_finite: bool = True
+    pair_ok: list[bool] = field(default_factory=list)
+    pair_tol: float = 0.0
+
+    def report(self, passed: bool, code: str | None, message: str) -> Report:
+        """A report with this check's table and notes."""
+        return Report(
+            passed=passed,
+            verdict="correct" if passed else "wrong",
+            diagnosis=code,
+            check=NAME,
+            rows=self.rows,
+            notes=self.notes,
+            message=message,
+        )
+
+    def wrong_exact(self, code: str, advice: str) -> Report:
+        """A per-sample estimator whose exact expectation is wrong for some f."""
+        k = self.exact_ok.index(False)
+        first = FIRST_BAD.format(
+            f=self.fs[k][0], expect=fmt_vec(self.expectations[k]), truth=fmt_vec(self.truths[k])
+        )
+        if self.exact_ok[0] and not self.exact_ok[k]:
+            advice = OTHER_F.format(advice=advice)
+        return self.report(False, code, f"{first} {advice}")
+
+    def pairs_first_bad(self) -> str:
+        """The first f whose exact expectation over batches of two is wrong, in words."""
+        assert self.expect2 is not None
+        k = self.pair_ok.index(False)
+        return PAIRS_FIRST_BAD.format(
+            f=self.fs[k][0], expect=fmt_vec(self.expect2[k]), truth=fmt_vec(self.truths[k])
+        )
+
+
+def gather_evidence(
+    measurement: EstimatorMeasurement,
+    family: str,
+    f: Any,
+    rtol: float,
+    atol: float,
+    z_max: float,
+) -> Evidence:
+    """The exact expectation Σ_i w_i ĝ({x_i}) per test function against the exact gradient,
+    the candidate estimators, the probe, the empirical mean ± standard error over the fixed
+    batches, and (not a per-sample mean) the exact expectation over every batch of two."""
     fs = _resolve_f(family, f)
     theta = estimator_theta(family)
     atoms, weights = estimator_atoms(family, theta)
@@ -450,8 +676,7 @@ def judge_score_estimator(
         expect = w @ vals
         truths.append(truth)
         expectations.append(expect)
-        ok = close(expect, truth, rtol, atol)
-        exact_ok.append(ok)
+        exact_ok.append(close(expect, truth, rtol, atol))
         fx = torch.as_tensor(func(atoms), dtype=DTYPE).detach()
         for key, cand in estimator_candidates(family, theta, atoms, fx).items():
             cand_match[key] = cand_match.get(key, True) and close(vals, cand, 1e-6, 1e-9)
@@ -466,266 +691,244 @@ def judge_score_estimator(
             cols["standard error"] = emp_se.tolist()
         rows.append(Row(f"f = {fname}", cols))
     batch_desc = f"{n_b} batches of {measurement.get('batch_size')} samples"
-    # ---- is the estimator a mean of per-sample terms?
-    idx = _probe_indices(family)
     probe = _nan_array(measurement["probe"])
-    singles = per_atom[0][idx]
+    singles = per_atom[0][_probe_indices(family)]
     per_sample = bool(np.all(np.isfinite(singles))) and close(
         probe, singles.mean(axis=0), 1e-6, 1e-9
     )
-    summed = close(probe, singles.sum(axis=0), 1e-6, 1e-9) and not per_sample
-    f_independent = len(per_atom) > 1 and close(per_atom[0], per_atom[1], 1e-9, 1e-12)
-    emp_text = (
-        f"Over {batch_desc}: mean {fmt_vec(emp_mean)} ± {fmt_vec(emp_se, 3)} (standard error)."
-    )
     z = np.abs(emp_mean - truths[0]) / np.maximum(emp_se, 1e-300)
-    consistent = bool(np.all(z <= z_max))
-    if summed:
-        return Report(
-            passed=False,
-            verdict="wrong",
-            diagnosis="sum_not_mean",
-            check=check,
-            rows=rows,
-            notes=notes,
-            message=(
-                f"On {len(idx)} samples your estimate is {fmt_vec(probe)}, the sum "
-                f"of its values on each sample alone ({fmt_vec(singles.sum(0))}). "
-                + ESTIMATOR_DIAGNOSES["sum_not_mean"]
-            ),
-        )
-    if not per_sample:
-        return _judge_batch_estimator(
-            measurement,
-            family,
-            fs,
-            theta,
-            truths,
-            rows,
-            notes,
-            emp_text,
-            consistent,
-            float(np.max(z)),
-            z_max,
-            rtol,
-            atol,
-        )
-    bad_atoms = [
-        i
-        for i in range(per_atom[0].shape[0])
-        if not all(np.all(np.isfinite(v[i])) for v in per_atom)
-    ]
-    if bad_atoms:
-        return Report.error(
-            f"Your estimator returned NaN or inf for the single sample x = "
-            f"{float(atoms[bad_atoms[0]]):.6g}. Look for log of 0 or division "
-            "by 0.",
-            check=check,
-            diagnosis="output",
-        )
-    if all(exact_ok) and not consistent:
-        return Report(
-            passed=False,
-            verdict="wrong",
-            diagnosis="inconsistent",
-            check=check,
-            rows=rows,
-            notes=notes,
-            message=(
-                f"Your estimator is right on single samples, but its mean over "
-                f"{batch_desc} is {float(np.max(z)):.1f} standard errors from "
-                f"the exact gradient {fmt_vec(truths[0])}: it treats batches "
-                "differently from single samples. " + emp_text
-            ),
-        )
-    if all(exact_ok):
-        return Report(
-            passed=True,
-            verdict="correct",
-            check=check,
-            rows=rows,
-            notes=notes,
-            message=(
-                f"The exact expectation of your estimator equals ∇_θ E[f] for "
-                f"f = {', '.join(n for n, _ in fs)} (e.g. {fmt_vec(expectations[0])}"
-                f" vs {fmt_vec(truths[0])}). {emp_text}"
-            ),
-        )
-    k = exact_ok.index(False)
-    first = (
-        f"For f = {fs[k][0]}, the exact expectation of your estimator is "
-        f"{fmt_vec(expectations[k])} but ∇_θ E[f] = {fmt_vec(truths[k])}."
-    )
-    order = [
-        "grad_f",
-        "missing_f",
-        "sign",
-        "score_wrt_p",
-        "missing_normaliser",
-        "probability_gradient",
-        "score_wrt_sigma",
-        "sigma_not_squared",
-        "missing_minus_one",
-    ]
-    diagnosis = next((c for c in order if cand_match.get(c)), None)
-    if diagnosis is None and f_independent:
-        diagnosis = "missing_f"
-    if diagnosis is None:
-        diagnosis = next((c for c in order if cand_expect.get(c)), None)
-    if diagnosis is not None:
-        advice = ESTIMATOR_DIAGNOSES[diagnosis]
-    else:
-        alpha, resid = fit_scale(np.concatenate(expectations), np.concatenate(truths))
-        if resid < 1e-6:
-            diagnosis, advice = "scaled", scale_hint(alpha)
-        else:
-            diagnosis = "biased"
-            advice = (
-                "Your estimator is biased. The score-function estimator is ĝ = mean of "
-                "f(x_i) ∇_θ log p_θ(x_i); check it term by term."
-            )
-    if exact_ok[0] and not exact_ok[k]:
-        advice = (
-            "It is right for the default f but not for another, so it must not assume a "
-            f"particular f. {advice}"
-        )
-    return Report(
-        passed=False,
-        verdict="wrong",
-        diagnosis=diagnosis,
-        check=check,
+    ev = Evidence(
+        family=family,
+        fs=fs,
+        atoms=atoms,
+        per_atom=per_atom,
         rows=rows,
         notes=notes,
-        message=f"{first} {advice}",
+        truths=truths,
+        expectations=expectations,
+        exact_ok=exact_ok,
+        cand_match=cand_match,
+        cand_expect=cand_expect,
+        probe=probe,
+        singles=singles,
+        per_sample=per_sample,
+        summed=close(probe, singles.sum(axis=0), 1e-6, 1e-9) and not per_sample,
+        f_independent=len(per_atom) > 1 and close(per_atom[0], per_atom[1], 1e-9, 1e-12),
+        consistent=bool(np.all(z <= z_max)),
+        z_worst=float(np.max(z)),
+        batch_desc=batch_desc,
+        emp_text=EMPIRICAL.format(
+            batches=batch_desc, mean=fmt_vec(emp_mean), se=fmt_vec(emp_se, 3)
+        ),
     )
+    if not per_sample and not ev.summed and measurement.get("pairs") is not None:
+        _pair_evidence(ev, measurement, theta, rtol, atol)
+    return ev
 
 
-def _nan_array(values: Any) -> np.ndarray:
-    """A float64 array from nested lists, None → NaN."""
-
-    def conv(v: Any) -> Any:
-        if isinstance(v, list):
-            return [conv(u) for u in v]
-        return np.nan if v is None else float(v)
-
-    return np.array(conv(values), dtype=np.float64)
-
-
-def _judge_batch_estimator(
-    measurement: dict[str, Any],
-    family: str,
-    fs: list[tuple[str, Callable[[Any], torch.Tensor]]],
-    theta: torch.Tensor,
-    truths: list[np.ndarray],
-    rows: list[Row],
-    notes: list[str],
-    emp_text: str,
-    consistent: bool,
-    z_worst: float,
-    z_max: float,
-    rtol: float,
-    atol: float,
-) -> Report:
-    """Judge an estimator that uses the batch as a whole (e.g. a batch-mean baseline).
-
-    Exact at batch size two: E[ĝ(x₁, x₂)] = Σ_ij w_i w_j ĝ(x_i, x_j), plus the empirical
-    check on the fixed batches. A baseline that includes the sample itself, b = mean_j f(x_j),
-    gives E[ĝ] = (1 − 1/N) ∇ = ½ ∇ at N = 2.
-    """
-    check = "score_estimator"
-    if measurement.get("pairs") is None:
-        return Report.error(
-            "pgcheck.check_score_estimator: the measurement has no batches of "
-            "two (measured with another pgcheck version?).",
-            check=check,
-            diagnosis=ErrorKind.USAGE,
-        )
-    _, w2 = estimator_pair_atoms(family, theta)
+def _pair_evidence(
+    ev: Evidence, measurement: EstimatorMeasurement, theta: torch.Tensor, rtol: float, atol: float
+) -> None:
+    """E[ĝ(x₁, x₂)] = Σ_ij w_i w_j ĝ(x_i, x_j) per test function (added to the table), with a
+    relative tolerance of 1e-3 for the Gaussian (8 Gauss–Hermite nodes per sample)."""
+    _, w2 = estimator_pair_atoms(ev.family, theta)
     ww = np.outer(w2.numpy(), w2.numpy()).reshape(-1)
-    pair_vals = [_nan_array(v) for v in measurement["pairs"]]
+    pair_vals = [_nan_array(v) for v in measurement["pairs"] or []]
     if not all(np.all(np.isfinite(v)) for v in pair_vals):
-        return Report.error(
-            "Your estimator returned NaN or inf for a batch of two samples. "
-            "Look for division by N − 1 or by a standard deviation that can "
-            "be 0.",
-            check=check,
-            diagnosis="output",
-        )
-    expect2 = [ww @ v for v in pair_vals]
-    for row, e2 in zip(rows, expect2, strict=True):
+        ev.pairs_finite = False
+        return
+    ev.expect2 = [ww @ v for v in pair_vals]
+    for row, e2 in zip(ev.rows, ev.expect2, strict=True):
         row.columns["E[yours], batches of 2"] = e2.tolist()
-    notes = notes + [
-        "your estimator is not a mean of per-sample terms (it uses the whole "
-        "batch), so its exact expectation was taken over every batch of two "
-        "samples."
+    ev.notes = ev.notes + [PAIRS_NOTE]
+    ev.pair_tol = max(rtol, 1e-3) if ev.family == "gaussian" else rtol
+    ev.pair_ok = [
+        close(e, t, ev.pair_tol, atol) for e, t in zip(ev.expect2, ev.truths, strict=True)
     ]
-    tol = max(rtol, 1e-3) if family == "gaussian" else rtol  # 8-node quadrature per sample
-    ok = [close(e, t, tol, atol) for e, t in zip(expect2, truths, strict=True)]
-    if all(ok) and consistent:
-        return Report(
-            passed=True,
-            verdict="correct",
-            check=check,
-            rows=rows,
-            notes=notes,
-            message=(
-                f"Over every batch of two samples, the exact expectation of your "
-                f"estimator equals ∇_θ E[f] (e.g. {fmt_vec(expect2[0])} vs "
-                f"{fmt_vec(truths[0])}). {emp_text}"
-            ),
-        )
-    if all(ok):
-        return Report(
-            passed=False,
-            verdict="wrong",
-            diagnosis="biased",
-            check=check,
-            rows=rows,
-            notes=notes,
-            message=(
-                f"Your estimator is unbiased for batches of two, but over larger "
-                f"batches its mean is {z_worst:.1f} standard errors from the exact "
-                f"gradient {fmt_vec(truths[0])}. {emp_text}"
-            ),
-        )
-    k = ok.index(False)
-    first = (
-        f"For f = {fs[k][0]} and batches of two samples, the exact expectation of your "
-        f"estimator is {fmt_vec(expect2[k])} but ∇_θ E[f] = {fmt_vec(truths[k])}."
-    )
-    if all(close(e, 0.5 * t, tol, 1e-9) for e, t in zip(expect2, truths, strict=True)):
-        return Report(
-            passed=False,
-            verdict="wrong",
-            diagnosis="baseline_includes_sample",
-            check=check,
-            rows=rows,
-            notes=notes,
-            message=(
-                f"{first} That is (1 − 1/N) ∇ with N = 2: your baseline includes "
-                "the sample it is subtracted from (the batch mean of f). Use a "
-                "leave-one-out baseline b_i = mean of f(x_j) over j ≠ i."
-            ),
-        )
-    alpha, resid = fit_scale(np.concatenate(expect2), np.concatenate(truths))
-    advice = (
-        scale_hint(alpha)
-        if resid < 1e-6
-        else "It is biased: a baseline must not depend on the sample it multiplies; use "
-        "ĝ = mean of (f(x_i) − b_i) ∇_θ log p_θ(x_i) with b_i built from the other samples."
-    )
-    return Report(
-        passed=False,
-        verdict="wrong",
-        diagnosis="scaled" if resid < 1e-6 else "biased",
-        check=check,
-        rows=rows,
-        notes=notes,
-        message=f"{first} {advice}",
-    )
 
 
-CHECK = Check("score_estimator", measure_score_estimator, judge_score_estimator)
+def sum_not_mean(ev: Evidence) -> Report | None:
+    """ĝ on several samples is the sum of its single-sample values, not their mean."""
+    if not ev.summed:
+        return None
+    message = SUMMED.format(
+        n=len(ev.singles), probe=fmt_vec(ev.probe), total=fmt_vec(ev.singles.sum(0))
+    )
+    return ev.report(False, "sum_not_mean", message + MESSAGES["sum_not_mean"])
+
+
+def batch_without_pairs(ev: Evidence) -> Report | None:
+    """Not a per-sample mean, but the measurement has no batches of two."""
+    if ev.per_sample or ev.expect2 is not None or not ev.pairs_finite:
+        return None
+    return Report.error(PAIRS_MISSING, check=NAME, diagnosis=ErrorKind.USAGE)
+
+
+def batch_not_finite(ev: Evidence) -> Report | None:
+    """Not a per-sample mean, and NaN or inf on some batch of two."""
+    if ev.per_sample or ev.pairs_finite:
+        return None
+    return Report.error(PAIRS_NOT_FINITE, check=NAME, diagnosis="output")
+
+
+def batch_unbiased(ev: Evidence) -> Report | None:
+    """Not a per-sample mean; unbiased over batches of two and consistent on larger batches."""
+    if ev.per_sample or not (all(ev.pair_ok) and ev.consistent):
+        return None
+    assert ev.expect2 is not None
+    message = PAIRS_CORRECT.format(
+        expect=fmt_vec(ev.expect2[0]), truth=fmt_vec(ev.truths[0]), emp=ev.emp_text
+    )
+    return ev.report(True, None, message)
+
+
+def batch_biased_when_larger(ev: Evidence) -> Report | None:
+    """Not a per-sample mean; unbiased over batches of two, not on the larger batches."""
+    if ev.per_sample or not all(ev.pair_ok):
+        return None
+    message = PAIRS_LARGER_BIASED.format(z=ev.z_worst, truth=fmt_vec(ev.truths[0]), emp=ev.emp_text)
+    return ev.report(False, "biased", message)
+
+
+def baseline_includes_sample(ev: Evidence) -> Report | None:
+    """E[ĝ] = ½ ∇ over batches of two: a batch-mean baseline that includes the sample."""
+    if ev.per_sample or ev.expect2 is None:
+        return None
+    if not all(
+        close(e, 0.5 * t, ev.pair_tol, 1e-9) for e, t in zip(ev.expect2, ev.truths, strict=True)
+    ):
+        return None
+    code = "baseline_includes_sample"
+    return ev.report(False, code, MESSAGES[code].format(first=ev.pairs_first_bad()))
+
+
+def batch_biased(ev: Evidence) -> Report | None:
+    """Not a per-sample mean and biased over batches of two (α ∇ or unrecognised)."""
+    if ev.per_sample or ev.expect2 is None:
+        return None
+    alpha, resid = fit_scale(np.concatenate(ev.expect2), np.concatenate(ev.truths))
+    advice = scale_hint(alpha) if resid < 1e-6 else PAIRS_BIASED
+    code = "scaled" if resid < 1e-6 else "biased"
+    return ev.report(False, code, f"{ev.pairs_first_bad()} {advice}")
+
+
+def single_sample_not_finite(ev: Evidence) -> Report | None:
+    """NaN or inf on some single sample."""
+    bad = [
+        i
+        for i in range(ev.per_atom[0].shape[0])
+        if not all(np.all(np.isfinite(v[i])) for v in ev.per_atom)
+    ]
+    if not bad:
+        return None
+    message = SINGLE_NOT_FINITE.format(x=float(ev.atoms[bad[0]]))
+    return Report.error(message, check=NAME, diagnosis="output")
+
+
+def inconsistent(ev: Evidence) -> Report | None:
+    """Right on single samples, but the batch mean is more than z_max standard errors off."""
+    if not (all(ev.exact_ok) and not ev.consistent):
+        return None
+    message = MESSAGES["inconsistent"].format(
+        batches=ev.batch_desc, z=ev.z_worst, truth=fmt_vec(ev.truths[0]), emp=ev.emp_text
+    )
+    return ev.report(False, "inconsistent", message)
+
+
+def correct(ev: Evidence) -> Report | None:
+    """E[ĝ] = ∇_θ E[f] exactly for every test function (and consistent on batches)."""
+    if not all(ev.exact_ok):
+        return None
+    message = CORRECT.format(
+        fs=", ".join(n for n, _ in ev.fs),
+        expect=fmt_vec(ev.expectations[0]),
+        truth=fmt_vec(ev.truths[0]),
+        emp=ev.emp_text,
+    )
+    return ev.report(True, None, message)
+
+
+def known_mistake(ev: Evidence) -> Report | None:
+    """ĝ equals a candidate estimator on every atom, ignores f, or equals one in expectation."""
+    code = next((c for c in CANDIDATE_ORDER if ev.cand_match.get(c)), None)
+    if code is None and ev.f_independent:
+        code = "missing_f"
+    if code is None:
+        code = next((c for c in CANDIDATE_ORDER if ev.cand_expect.get(c)), None)
+    return None if code is None else ev.wrong_exact(code, MESSAGES[code])
+
+
+def scaled(ev: Evidence) -> Report | None:
+    """E[ĝ] = α ∇_θ E[f] for one α."""
+    alpha, resid = fit_scale(np.concatenate(ev.expectations), np.concatenate(ev.truths))
+    if resid >= 1e-6:
+        return None
+    return ev.wrong_exact("scaled", MESSAGES["scaled"].format(hint=scale_hint(alpha)))
+
+
+def biased(ev: Evidence) -> Report:
+    """Biased in a way none of the rules above recognises."""
+    return ev.wrong_exact("biased", MESSAGES["biased"])
+
+
+#: The rules in the order they are tried; the last always answers. The ``batch_`` rules (and
+#: ``baseline_includes_sample``) are about an estimator that is not a per-sample mean.
+RULES: tuple[Rule[Evidence], ...] = (
+    sum_not_mean,
+    batch_without_pairs,
+    batch_not_finite,
+    batch_unbiased,
+    batch_biased_when_larger,
+    baseline_includes_sample,
+    batch_biased,
+    single_sample_not_finite,
+    inconsistent,
+    correct,
+    known_mistake,
+    scaled,
+    biased,
+)
+
+
+@finite_rows
+def judge_score_estimator(
+    measurement: EstimatorMeasurement,
+    *,
+    family: str = "gaussian",
+    f: Any = None,
+    timeout: float = DEFAULT_TIMEOUT,
+    rtol: float = 1e-6,
+    atol: float = 1e-8,
+    batch_size: int = 16,
+    n_batches: int = 32,
+    z_max: float = 4.0,
+    **unknown: Any,
+) -> Report:
+    """Decide whether the estimator is unbiased for ∇_θ E_{x~p_θ}[f(x)].
+
+    Exact expectation of a per-sample estimator: E[ĝ] = Σ_i w_i ĝ({x_i}) over atoms or
+    Gauss–Hermite nodes, compared with the exact gradient (|diff| ≤ atol + rtol·|∇|) for every
+    test function. An estimator that is not a per-sample mean (the probe on several samples
+    disagrees with the mean of single-sample values) is judged exactly over every batch of two,
+    E[ĝ] = Σ_ij w_i w_j ĝ(x_i, x_j), and by the empirical mean over the fixed batches:
+    |mean − ∇| ≤ z_max · standard error in every component (a baseline that includes the
+    sample itself gives E[ĝ] = (1 − 1/N) ∇ = ½ ∇ at N = 2). Prechecks, then the
+    :class:`Evidence`, then the first of :data:`RULES` that answers.
+    """
+    early = judge_precheck(
+        measurement,
+        NAME,
+        "check_score_estimator",
+        unknown,
+        ESTIMATOR_OPTIONS,
+        kind=("family", family, ESTIMATOR_FAMILIES),
+    )
+    if early is not None:
+        return early
+    return decide(RULES, gather_evidence(measurement, family, f, rtol, atol, z_max))
+
+
+CHECK = Check(NAME, measure_score_estimator, judge_score_estimator)
 
 
 def check_score_estimator(

@@ -8,6 +8,7 @@ softmax-linear: ∇_θ log π(a|s) = x(s,a) − Σ_b π(b|s) x(s,b); Gaussian N(
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -19,8 +20,11 @@ from pgcheck.checks.base import (
     FD_EPS,
     Budget,
     Check,
+    Measurement,
+    Rule,
     close,
     count_mismatch,
+    decide,
     failed,
     finite_rows,
     fit_scale,
@@ -36,10 +40,12 @@ from pgcheck.checks.base import (
 from pgcheck.checks.log_prob import (
     HALF_LOG_2PI,
 )
+from pgcheck.diagnosis.mistakes import Mistake
 from pgcheck.errors import ErrorKind
 from pgcheck.report import Report, Row
 from pgcheck.sandbox import single_thread
 
+NAME = "score_function"
 SCORE_POLICIES = ("softmax_linear", "gaussian_linear", "gaussian_linear_sigma")
 SCORE_OPTIONS = ["policy", "timeout", "rtol", "atol"]
 
@@ -53,6 +59,7 @@ def score_instances(policy: str) -> list[dict[str, Any]]:
     """
     g = torch.Generator().manual_seed(31_415)
     out: list[dict[str, Any]] = []
+    action: float
     if policy == "softmax_linear":
         for d, n_actions, action in [(3, 4, 2), (3, 4, 0), (2, 3, 1), (5, 6, 5), (1, 3, 2)]:
             theta = torch.randn(d, generator=g, dtype=DTYPE)
@@ -169,38 +176,169 @@ def score_candidates(policy: str, args: dict[str, Any]) -> dict[str, np.ndarray]
     return out
 
 
-SCORE_DIAGNOSES: dict[str, str] = {
-    "sign": "Your score has the wrong sign; ∇_θ log π points towards making the taken action "
-    "more likely.",
-    "missing_normaliser": "You return x(s,a) only: the normalising term is missing. "
-    "∇_θ log π(a|s) = x(s,a) − Σ_b π(b|s) x(s,b).",
-    "only_normaliser": "You return only −Σ_b π(b|s) x(s,b); add the taken action's features: "
-    "∇_θ log π(a|s) = x(s,a) − Σ_b π(b|s) x(s,b).",
-    "uniform_normaliser": "You subtract the plain mean of the features over actions; weight it "
-    "by the policy: subtract Σ_b π(b|s) x(s,b).",
-    "probability_gradient": "You return ∇_θ π(a|s), not ∇_θ log π(a|s). Divide by π(a|s): "
-    "∇ log π = ∇π / π = x(s,a) − Σ_b π(b|s) x(s,b).",
-    "factor_2": "Your score is twice the correct one: the derivative of −(a−θᵀx)²/(2σ²) keeps "
-    "no factor 2 (the ½ cancels it).",
-    "factor_half": "Your score is half the correct one: d/dθ (a−θᵀx)² = −2(a−θᵀx)x, and the 2 "
-    "cancels the ½.",
-    "sigma_not_squared": "You divide by σ where σ² belongs: ∇_θ log N(a; θᵀx, σ²) = "
-    "(a − θᵀx) x / σ².",
-    "sigma_to_the_4": "You divide by σ⁴ (σ² squared again?); the score is (a − θᵀx) x / σ².",
-    "missing_x": "The feature vector x is missing: by the chain rule ∇_θ(θᵀx) = x, so the score "
-    "is (a − θᵀx) x / σ².",
-    "missing_sigma": "The 1/σ² is missing: ∇_θ log N(a; θᵀx, σ²) = (a − θᵀx) x / σ².",
-    "sigma:sign": "∂/∂σ has the wrong sign: ∂ log N/∂σ = −1/σ + (a − θᵀx)²/σ³.",
-    "sigma:wrt_variance": "Your last entry is the derivative with respect to the variance σ², "
-    "not σ: ∂ log N/∂σ = −1/σ + (a − θᵀx)²/σ³.",
-    "sigma:wrt_log_sigma": "Your last entry is the derivative with respect to log σ, not σ: "
-    "divide it by σ, ∂ log N/∂σ = −1/σ + (a − θᵀx)²/σ³.",
-    "sigma:missing_minus_1_over_sigma": "The −1/σ from the −log σ term is missing: "
-    "∂ log N/∂σ = −1/σ + (a − θᵀx)²/σ³.",
-    "sigma:sigma_power": "The power of σ in the second term is wrong: ∂/∂σ of "
-    "−(a − θᵀx)²/(2σ²) is (a − θᵀx)²/σ³.",
-    "sigma:factor_2": "Your ∂/∂σ is twice the correct −1/σ + (a − θᵀx)²/σ³.",
+#: Each wrong score recognised by comparison with :func:`score_candidates`, once: its code, the
+#: formula it computes and its message (``sigma:`` codes are about the last entry, ∂/∂σ).
+CANDIDATE_MISTAKES: tuple[Mistake, ...] = (
+    Mistake(
+        "sign",
+        "−∇_θ log π",
+        (
+            "Your score has the wrong sign; ∇_θ log π points towards making the taken action more "
+            "likely."
+        ),
+    ),
+    Mistake(
+        "missing_normaliser",
+        "x(s,a)",
+        (
+            "You return x(s,a) only: the normalising term is missing. ∇_θ log π(a|s) = x(s,a) − "
+            "Σ_b π(b|s) x(s,b)."
+        ),
+    ),
+    Mistake(
+        "only_normaliser",
+        "−Σ_b π(b|s) x(s,b)",
+        (
+            "You return only −Σ_b π(b|s) x(s,b); add the taken action's features: ∇_θ log π(a|s) = "
+            "x(s,a) − Σ_b π(b|s) x(s,b)."
+        ),
+    ),
+    Mistake(
+        "uniform_normaliser",
+        "x(s,a) − mean_b x(s,b)",
+        (
+            "You subtract the plain mean of the features over actions; weight it by the policy: "
+            "subtract Σ_b π(b|s) x(s,b)."
+        ),
+    ),
+    Mistake(
+        "probability_gradient",
+        "∇_θ π(a|s) = π(a|s) (x(s,a) − Σ_b π(b|s) x(s,b))",
+        (
+            "You return ∇_θ π(a|s), not ∇_θ log π(a|s). Divide by π(a|s): ∇ log π = ∇π / π = "
+            "x(s,a) − Σ_b π(b|s) x(s,b)."
+        ),
+    ),
+    Mistake(
+        "factor_2",
+        "2 ∇_θ log π",
+        (
+            "Your score is twice the correct one: the derivative of −(a−θᵀx)²/(2σ²) keeps no "
+            "factor 2 (the ½ cancels it)."
+        ),
+    ),
+    Mistake(
+        "factor_half",
+        "½ ∇_θ log π",
+        "Your score is half the correct one: d/dθ (a−θᵀx)² = −2(a−θᵀx)x, and the 2 cancels the ½.",
+    ),
+    Mistake(
+        "sigma_not_squared",
+        "(a − θᵀx) x / σ",
+        "You divide by σ where σ² belongs: ∇_θ log N(a; θᵀx, σ²) = (a − θᵀx) x / σ².",
+    ),
+    Mistake(
+        "sigma_to_the_4",
+        "(a − θᵀx) x / σ⁴",
+        "You divide by σ⁴ (σ² squared again?); the score is (a − θᵀx) x / σ².",
+    ),
+    Mistake(
+        "missing_x",
+        "(a − θᵀx) / σ² in every entry",
+        (
+            "The feature vector x is missing: by the chain rule ∇_θ(θᵀx) = x, so the score is (a − "
+            "θᵀx) x / σ²."
+        ),
+    ),
+    Mistake(
+        "missing_sigma",
+        "(a − θᵀx) x",
+        "The 1/σ² is missing: ∇_θ log N(a; θᵀx, σ²) = (a − θᵀx) x / σ².",
+    ),
+    Mistake(
+        "sigma:sign",
+        "1/σ − (a − θᵀx)²/σ³",
+        "∂/∂σ has the wrong sign: ∂ log N/∂σ = −1/σ + (a − θᵀx)²/σ³.",
+    ),
+    Mistake(
+        "sigma:wrt_variance",
+        "∂ log N/∂σ² = −1/(2σ²) + (a − θᵀx)²/(2σ⁴)",
+        (
+            "Your last entry is the derivative with respect to the variance σ², not σ: ∂ log N/∂σ "
+            "= −1/σ + (a − θᵀx)²/σ³."
+        ),
+    ),
+    Mistake(
+        "sigma:wrt_log_sigma",
+        "∂ log N/∂ log σ = −1 + (a − θᵀx)²/σ²",
+        (
+            "Your last entry is the derivative with respect to log σ, not σ: divide it by σ, ∂ log "
+            "N/∂σ = −1/σ + (a − θᵀx)²/σ³."
+        ),
+    ),
+    Mistake(
+        "sigma:missing_minus_1_over_sigma",
+        "(a − θᵀx)²/σ³",
+        "The −1/σ from the −log σ term is missing: ∂ log N/∂σ = −1/σ + (a − θᵀx)²/σ³.",
+    ),
+    Mistake(
+        "sigma:sigma_power",
+        "−1/σ + (a − θᵀx)²/σ²",
+        "The power of σ in the second term is wrong: ∂/∂σ of −(a − θᵀx)²/(2σ²) is (a − θᵀx)²/σ³.",
+    ),
+    Mistake(
+        "sigma:factor_2",
+        "2 (−1/σ + (a − θᵀx)²/σ³)",
+        "Your ∂/∂σ is twice the correct −1/σ + (a − θᵀx)²/σ³.",
+    ),
+)
+#: The other diagnoses: templates filled in by the rules.
+OTHER_MISTAKES: tuple[Mistake, ...] = (
+    Mistake("scaled", "α ∇_θ log π", "{hint}"),
+    Mistake("mismatch", "none of the recognised scores", "Derive it again: {formula}."),
+    Mistake(
+        "sigma:mismatch",
+        "none of the recognised ∂/∂σ",
+        "Your last entry ∂ log N/∂σ is wrong: it is −1/σ + (a − θᵀx)²/σ³.",
+    ),
+)
+#: code → message of every diagnosis of this check.
+MESSAGES: dict[str, str] = {m.code: m.message for m in CANDIDATE_MISTAKES + OTHER_MISTAKES}
+#: code → message of the mistakes recognised by :func:`score_candidates` (kept for callers).
+SCORE_DIAGNOSES: dict[str, str] = {m.code: m.message for m in CANDIDATE_MISTAKES}
+#: The correct score of each policy, for the messages.
+SCORE_FORMULAS = {
+    "softmax_linear": "x(s,a) − Σ_b π(b|s) x(s,b)",
+    "gaussian_linear": "(a − θᵀx) x / σ²",
+    "gaussian_linear_sigma": "(a − θᵀx) x / σ² and −1/σ + (a − θᵀx)²/σ³",
 }
+#: The score to derive again, for an unrecognised θ part.
+DERIVE = {
+    "softmax_linear": "∇_θ log π(a|s) = x(s,a) − Σ_b π(b|s) x(s,b) with π = softmax(features @ θ)",
+    "gaussian": "∇_θ log N(a; θᵀx, σ²) = (a − θᵀx) x / σ²",
+}
+CORRECT = (
+    "Your score {what} matches autograd and finite differences on {n} inputs "
+    "(max |diff| = {max_diff:.2g})."
+)
+FIRST_BAD = (
+    "On input {i} ({name}), your score is {yours} but autograd gives {auto} "
+    "(finite differences: {fd})."
+)
+THETA_RIGHT = "Your ∇_θ part is right."
+REFERENCES_DISAGREE = (
+    "pgcheck's references disagree on {name} by {gap:.2g} (autograd vs finite differences); "
+    "please report this."
+)
+
+
+class ScoreMeasurement(Measurement, total=False):
+    """What :func:`measure_score_function` returns: the learner's score on every instance of
+    :func:`score_instances` ([d], or [d+1] for ``gaussian_linear_sigma``)."""
+
+    check: str
+    policy: str
+    values: list[list[float]]
 
 
 def _score_shapes(policy: str, args: dict[str, Any]) -> tuple[int, ...]:
@@ -216,7 +354,7 @@ def measure_score_function(
     rtol: float = 1e-6,
     atol: float = 1e-8,
     **unknown: Any,
-) -> dict[str, Any]:
+) -> ScoreMeasurement:
     """Call the learner's ∇_θ log π on the fixed inputs; plain numbers only, never raises."""
     early = measure_precheck(
         "check_score_function", unknown, SCORE_OPTIONS, kind=("policy", policy, SCORE_POLICIES)
@@ -227,9 +365,11 @@ def measure_score_function(
         return _measure_score_function(fn, policy, Budget(timeout))
 
 
-def _measure_score_function(fn: Callable[..., Any], policy: str, budget: Budget) -> dict[str, Any]:
+def _measure_score_function(
+    fn: Callable[..., Any], policy: str, budget: Budget
+) -> ScoreMeasurement:
     name = "your score function"
-    values = []
+    values: list[list[float]] = []
     for inst in score_instances(policy):
         args = {
             k: (v.clone() if isinstance(v, torch.Tensor) else v) for k, v in inst["args"].items()
@@ -250,9 +390,166 @@ def _measure_score_function(fn: Callable[..., Any], policy: str, budget: Budget)
     return {"check": "score_function", "policy": policy, "values": values, "output": budget.output}
 
 
+@dataclass
+class Evidence:
+    """What the rules of :func:`judge_score_function` decide on.
+
+    ``theta_ok`` / ``sigma_ok``: the θ part (first d entries) / the ∂/∂σ entry matches autograd
+    on every instance; ``cand_ok[code]``: that part equals the wrong score of
+    :func:`score_candidates` on every instance; ``ys`` / ``refs``: the θ parts, for a fit
+    yours ≈ α · autograd; ``first_bad``: (index, yours, autograd, finite differences).
+    """
+
+    policy: str
+    instances: list[dict[str, Any]]
+    rows: list[Row] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    theta_ok: bool = True
+    sigma_ok: bool = True
+    cand_ok: dict[str, bool] = field(default_factory=dict)
+    ys: list[np.ndarray] = field(default_factory=list)
+    refs: list[np.ndarray] = field(default_factory=list)
+    max_diff: float = 0.0
+    first_bad: tuple[int, np.ndarray, np.ndarray, np.ndarray] | None = None
+
+    def sigma_part(self) -> tuple[list[str], list[str]]:
+        """(codes, advice) for a wrong ∂/∂σ entry, else empty lists."""
+        if self.policy != "gaussian_linear_sigma" or self.sigma_ok:
+            return [], []
+        code = next(
+            (k for k in SCORE_DIAGNOSES if k.startswith("sigma:") and self.cand_ok.get(k)),
+            "sigma:mismatch",
+        )
+        return [code], [MESSAGES[code]]
+
+    def wrong(self, codes: list[str], advice: list[str]) -> Report:
+        """The failed report: the first differing input, then the advice; codes joined by +."""
+        assert self.first_bad is not None
+        i, y, auto, fd = self.first_bad
+        first = FIRST_BAD.format(
+            i=i + 1,
+            name=self.instances[i]["name"],
+            yours=fmt_vec(y),
+            auto=fmt_vec(auto),
+            fd=fmt_vec(fd),
+        )
+        return Report(
+            passed=False,
+            verdict="wrong",
+            diagnosis="+".join(codes),
+            check=NAME,
+            rows=self.rows,
+            notes=self.notes,
+            message=f"{first} {' '.join(advice)}",
+        )
+
+    def theta_wrong(self, code: str, text: str) -> Report:
+        """The failed report for a wrong θ part (and the ∂/∂σ entry, if that is wrong too)."""
+        codes, advice = self.sigma_part()
+        return self.wrong([code, *codes], [text, *advice])
+
+
+def gather_evidence(
+    measurement: ScoreMeasurement, policy: str, rtol: float, atol: float
+) -> Evidence:
+    """Compare every instance with autograd (and note where autograd and central finite
+    differences disagree), part by part, and with every wrong score of :func:`score_candidates`."""
+    ev = Evidence(policy, score_instances(policy))
+    ev.notes = output_notes(measurement)
+    for i, (inst, vals) in enumerate(zip(ev.instances, measurement["values"], strict=True)):
+        args = inst["args"]
+        auto, fd = score_reference(policy, args)
+        ref_gap = float(np.max(np.abs(auto - fd)))
+        if ref_gap > 1e-6 * (1 + float(np.max(np.abs(auto)))):
+            ev.notes.append(REFERENCES_DISAGREE.format(name=inst["name"], gap=ref_gap))
+        y = np.array(vals, dtype=np.float64)
+        d = int(args["theta"].numel())
+        diff = np.abs(y - auto)
+        ev.max_diff = max(ev.max_diff, float(np.max(diff)))
+        ev.rows.append(
+            Row(
+                inst["name"],
+                {
+                    "yours": y.tolist(),
+                    "autograd": auto.tolist(),
+                    "finite differences": fd.tolist(),
+                    "max |diff|": float(np.max(diff)),
+                },
+            )
+        )
+        ok_theta = close(y[:d], auto[:d], rtol, atol)
+        ok_sigma = close(y[d:], auto[d:], rtol, atol)
+        ev.theta_ok &= ok_theta
+        ev.sigma_ok &= ok_sigma
+        if not (ok_theta and ok_sigma) and ev.first_bad is None:
+            ev.first_bad = (i, y, auto, fd)
+        for key, cand in score_candidates(policy, args).items():
+            part = y[d:] if key.startswith("sigma:") else y[:d]
+            ev.cand_ok[key] = ev.cand_ok.get(key, True) and close(part, cand, rtol, atol)
+        ev.ys.append(y[:d])
+        ev.refs.append(auto[:d])
+    return ev
+
+
+def correct(ev: Evidence) -> Report | None:
+    """Every entry of every input matches autograd."""
+    if ev.first_bad is not None:
+        return None
+    return Report(
+        passed=True,
+        verdict="correct",
+        check=NAME,
+        rows=ev.rows,
+        notes=ev.notes,
+        message=CORRECT.format(
+            what=SCORE_FORMULAS[ev.policy], n=len(ev.instances), max_diff=ev.max_diff
+        ),
+    )
+
+
+def only_sigma_wrong(ev: Evidence) -> Report | None:
+    """The θ part is right; the ∂/∂σ entry is not (named when recognised)."""
+    if not ev.theta_ok:
+        return None
+    codes, advice = ev.sigma_part()
+    return ev.wrong(codes, [THETA_RIGHT, *advice])
+
+
+def theta_known_mistake(ev: Evidence) -> Report | None:
+    """The θ part equals one of the wrong scores of :func:`score_candidates`."""
+    code = next(
+        (k for k in SCORE_DIAGNOSES if not k.startswith("sigma:") and ev.cand_ok.get(k)), None
+    )
+    return None if code is None else ev.theta_wrong(code, MESSAGES[code])
+
+
+def theta_scaled(ev: Evidence) -> Report | None:
+    """The θ part is α × the correct score (one α for all inputs)."""
+    alpha, resid = fit_scale(np.concatenate(ev.ys), np.concatenate(ev.refs))
+    if resid >= 1e-6:
+        return None
+    return ev.theta_wrong("scaled", MESSAGES["scaled"].format(hint=scale_hint(alpha)))
+
+
+def theta_unrecognised(ev: Evidence) -> Report:
+    """The θ part is wrong in a way none of the rules above recognises."""
+    formula = DERIVE["softmax_linear" if ev.policy == "softmax_linear" else "gaussian"]
+    return ev.theta_wrong("mismatch", MESSAGES["mismatch"].format(formula=formula))
+
+
+#: The rules in the order they are tried; the last always answers.
+RULES: tuple[Rule[Evidence], ...] = (
+    correct,
+    only_sigma_wrong,
+    theta_known_mistake,
+    theta_scaled,
+    theta_unrecognised,
+)
+
+
 @finite_rows
 def judge_score_function(
-    measurement: dict[str, Any],
+    measurement: ScoreMeasurement,
     *,
     policy: str = "softmax_linear",
     timeout: float = DEFAULT_TIMEOUT,
@@ -266,11 +563,12 @@ def judge_score_function(
     gaussian_linear: ∇_θ log N(a; θᵀx, σ²) = (a − θᵀx) x / σ².
     gaussian_linear_sigma: additionally ∂/∂σ log N = −1/σ + (a − θᵀx)²/σ³.
     Accepted when |yours − autograd| ≤ atol + rtol·|autograd| for every entry of every input.
+    Prechecks (options, a recorded error, the number of inputs), then the :class:`Evidence`,
+    then the first of :data:`RULES` that answers.
     """
-    check = "score_function"
     early = judge_precheck(
         measurement,
-        check,
+        NAME,
         "check_score_function",
         unknown,
         SCORE_OPTIONS,
@@ -278,123 +576,15 @@ def judge_score_function(
     )
     if early is not None:
         return early
-    instances = score_instances(policy)
-    values = measurement["values"]
-    early = count_mismatch(values, len(instances), check, "check_score_function")
+    early = count_mismatch(
+        measurement["values"], len(score_instances(policy)), NAME, "check_score_function"
+    )
     if early is not None:
         return early
-    rows: list[Row] = []
-    notes = output_notes(measurement)
-    first_bad: tuple[int, np.ndarray, np.ndarray, np.ndarray] | None = None
-    parts = {"theta": True, "sigma": True}
-    cand_ok: dict[str, bool] = {}
-    ys, refs = [], []
-    max_diff = 0.0
-    for i, (inst, vals) in enumerate(zip(instances, values, strict=True)):
-        args = inst["args"]
-        auto, fd = score_reference(policy, args)
-        ref_gap = float(np.max(np.abs(auto - fd)))
-        if ref_gap > 1e-6 * (1 + float(np.max(np.abs(auto)))):
-            notes.append(
-                f"pgcheck's references disagree on {inst['name']} by {ref_gap:.2g} "
-                "(autograd vs finite differences); please report this."
-            )
-        y = np.array(vals, dtype=np.float64)
-        d = int(args["theta"].numel())
-        diff = np.abs(y - auto)
-        max_diff = max(max_diff, float(np.max(diff)))
-        rows.append(
-            Row(
-                inst["name"],
-                {
-                    "yours": y.tolist(),
-                    "autograd": auto.tolist(),
-                    "finite differences": fd.tolist(),
-                    "max |diff|": float(np.max(diff)),
-                },
-            )
-        )
-        ok_theta = close(y[:d], auto[:d], rtol, atol)
-        ok_sigma = close(y[d:], auto[d:], rtol, atol)
-        parts["theta"] &= ok_theta
-        parts["sigma"] &= ok_sigma
-        if not (ok_theta and ok_sigma) and first_bad is None:
-            first_bad = (i, y, auto, fd)
-        for key, cand in score_candidates(policy, args).items():
-            part = y[d:] if key.startswith("sigma:") else y[:d]
-            cand_ok[key] = cand_ok.get(key, True) and close(part, cand, rtol, atol)
-        ys.append(y[:d])
-        refs.append(auto[:d])
-    if first_bad is None:
-        what = {
-            "softmax_linear": "x(s,a) − Σ_b π(b|s) x(s,b)",
-            "gaussian_linear": "(a − θᵀx) x / σ²",
-            "gaussian_linear_sigma": "(a − θᵀx) x / σ² and −1/σ + (a − θᵀx)²/σ³",
-        }[policy]
-        return Report(
-            passed=True,
-            verdict="correct",
-            check=check,
-            rows=rows,
-            notes=notes,
-            message=(
-                f"Your score {what} matches autograd and finite differences on "
-                f"{len(instances)} inputs (max |diff| = {max_diff:.2g})."
-            ),
-        )
-    i, y, auto, fd = first_bad
-    inst = instances[i]
-    first = (
-        f"On input {i + 1} ({inst['name']}), your score is {fmt_vec(y)} but autograd gives "
-        f"{fmt_vec(auto)} (finite differences: {fmt_vec(fd)})."
-    )
-    advice: list[str] = []
-    codes: list[str] = []
-    if not parts["theta"]:
-        code = next(
-            (k for k in SCORE_DIAGNOSES if not k.startswith("sigma:") and cand_ok.get(k)), None
-        )
-        if code is None:
-            alpha, resid = fit_scale(np.concatenate(ys), np.concatenate(refs))
-            if resid < 1e-6:
-                code, text = "scaled", scale_hint(alpha)
-            else:
-                code, text = (
-                    "mismatch",
-                    {
-                        "softmax_linear": "Derive it again: ∇_θ log π(a|s) = x(s,a) − Σ_b π(b|s) "
-                        "x(s,b) with π = softmax(features @ θ).",
-                    }.get(policy, "Derive it again: ∇_θ log N(a; θᵀx, σ²) = (a − θᵀx) x / σ²."),
-                )
-        else:
-            text = SCORE_DIAGNOSES[code]
-        codes.append(code)
-        advice.append(text)
-    if policy == "gaussian_linear_sigma" and not parts["sigma"]:
-        code = next(
-            (k for k in SCORE_DIAGNOSES if k.startswith("sigma:") and cand_ok.get(k)),
-            "sigma:mismatch",
-        )
-        codes.append(code)
-        advice.append(
-            SCORE_DIAGNOSES.get(
-                code, "Your last entry ∂ log N/∂σ is wrong: it is −1/σ + (a − θᵀx)²/σ³."
-            )
-        )
-    if policy == "gaussian_linear_sigma" and parts["theta"]:
-        advice.insert(0, "Your ∇_θ part is right.")
-    return Report(
-        passed=False,
-        verdict="wrong",
-        diagnosis="+".join(codes),
-        check=check,
-        rows=rows,
-        notes=notes,
-        message=f"{first} {' '.join(advice)}",
-    )
+    return decide(RULES, gather_evidence(measurement, policy, rtol, atol))
 
 
-CHECK = Check("score_function", measure_score_function, judge_score_function)
+CHECK = Check(NAME, measure_score_function, judge_score_function)
 
 
 def check_score_function(

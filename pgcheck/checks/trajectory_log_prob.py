@@ -17,6 +17,7 @@ summed over all actions, the last step dropped, …).
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -27,7 +28,10 @@ from pgcheck.checks.base import (
     DTYPE,
     Budget,
     Check,
+    Measurement,
+    Rule,
     close,
+    decide,
     failed,
     finite_or_none,
     finite_rows,
@@ -39,6 +43,7 @@ from pgcheck.checks.base import (
     run_check,
     usage_error,
 )
+from pgcheck.diagnosis.mistakes import Mistake
 from pgcheck.errors import ErrorKind
 from pgcheck.report import Report, Row
 from pgcheck.sandbox import single_thread
@@ -160,39 +165,187 @@ def candidates(args: dict[str, torch.Tensor]) -> dict[str, float]:
     }
 
 
-DIAGNOSES: dict[str, str] = {
-    "probability": "You return p(τ), the product of the probabilities, not log p(τ). Work with "
-    "the log tables directly and add: log p(s_0) + Σ_t [log π(a_t|s_t) + "
-    "log P(s_{t+1}|s_t,a_t)] (exp and a product underflow for long "
-    "trajectories).",
-    "sign": "You return −log p(τ) (a negative log-likelihood). Drop the minus sign.",
-    "policy_only": "You return only the policy terms Σ_t log π(a_t|s_t). That sum has the same "
-    "gradient with respect to θ (the score ∇_θ log p_θ(τ) = Σ_t ∇_θ log "
-    "π_θ(a_t|s_t)), but log p(τ) itself also contains log p(s_0) and the "
-    "transition terms Σ_t log P(s_{t+1}|s_t,a_t). Add them.",
-    "missing_p0": "The start term is missing: add log p(s_0), i.e. log_p0[states[0]].",
-    "missing_transitions": "The transition terms are missing: add Σ_t log P(s_{t+1}|s_t,a_t), "
-    "i.e. log_P[states[:-1], actions, states[1:]].sum().",
-    "transition_same_state": "Your transition term is log P(s_t|s_t,a_t): the next state is "
-    "s_{t+1}, not s_t. Use log_P[states[:-1], actions, states[1:]].",
-    "transition_reversed": "Your transition term is log P(s_t|s_{t+1},a_t), the step "
-    "backwards. The environment goes from s_t to s_{t+1}: "
-    "log_P[s_t, a_t, s_{t+1}], i.e. log_P[states[:-1], actions, "
-    "states[1:]].",
-    "transition_from_next": "Your transition term is log P(s_{t+1}|s_{t+1},a_t): the 'from' "
-    "state of step t is s_t. Use log_P[states[:-1], actions, "
-    "states[1:]].",
-    "policy_next_state": "Your policy term is log π(a_t|s_{t+1}): action a_t is chosen in s_t. "
-    "Use log_pi[states[:-1], actions] (states has T+1 entries, actions T).",
-    "policy_all_actions": "You sum log π(a|s_t) over every action a; only the action taken "
-    "counts: log π(a_t|s_t) = log_pi[states[:-1], actions].",
-    "transition_all_states": "You sum log P(s'|s_t,a_t) over every next state s'; only the "
-    "state that came next counts: log P(s_{t+1}|s_t,a_t).",
-    "last_step_dropped": "Off by one: the last step t = T−1 is missing (a loop over "
-    "range(T − 1)?). There are T actions and T transitions: "
-    "t = 0, …, T−1 with T = len(actions).",
-    "mean_over_steps": "You average the per-step terms; log p(τ) sums them over t.",
+#: Each wrong log p(τ) recognised by comparison with :func:`candidates`, once, in order of
+#: priority: its code, the formula it computes and its message.
+CANDIDATE_MISTAKES: tuple[Mistake, ...] = (
+    Mistake(
+        "probability",
+        "p(τ) = exp log p(τ)",
+        (
+            "You return p(τ), the product of the probabilities, not log p(τ). Work with the log "
+            "tables directly and add: log p(s_0) + Σ_t [log π(a_t|s_t) + log P(s_{t+1}|s_t,a_t)] "
+            "(exp and a product underflow for long trajectories)."
+        ),
+    ),
+    Mistake(
+        "sign",
+        "−log p(τ)",
+        "You return −log p(τ) (a negative log-likelihood). Drop the minus sign.",
+    ),
+    Mistake(
+        "policy_only",
+        "Σ_t log π(a_t|s_t)",
+        (
+            "You return only the policy terms Σ_t log π(a_t|s_t). That sum has the same gradient "
+            "with respect to θ (the score ∇_θ log p_θ(τ) = Σ_t ∇_θ log π_θ(a_t|s_t)), but log p(τ) "
+            "itself also contains log p(s_0) and the transition terms Σ_t log P(s_{t+1}|s_t,a_t). "
+            "Add them."
+        ),
+    ),
+    Mistake(
+        "missing_p0",
+        "log p(τ) − log p(s_0)",
+        "The start term is missing: add log p(s_0), i.e. log_p0[states[0]].",
+    ),
+    Mistake(
+        "missing_transitions",
+        "log p(s_0) + Σ_t log π(a_t|s_t)",
+        (
+            "The transition terms are missing: add Σ_t log P(s_{t+1}|s_t,a_t), i.e. "
+            "log_P[states[:-1], actions, states[1:]].sum()."
+        ),
+    ),
+    Mistake(
+        "transition_same_state",
+        "log P(s_t|s_t,a_t) for the transitions",
+        (
+            "Your transition term is log P(s_t|s_t,a_t): the next state is s_{t+1}, not s_t. Use "
+            "log_P[states[:-1], actions, states[1:]]."
+        ),
+    ),
+    Mistake(
+        "transition_reversed",
+        "log P(s_t|s_{t+1},a_t) for the transitions",
+        (
+            "Your transition term is log P(s_t|s_{t+1},a_t), the step backwards. The environment "
+            "goes from s_t to s_{t+1}: log_P[s_t, a_t, s_{t+1}], i.e. log_P[states[:-1], actions, "
+            "states[1:]]."
+        ),
+    ),
+    Mistake(
+        "transition_from_next",
+        "log P(s_{t+1}|s_{t+1},a_t) for the transitions",
+        (
+            "Your transition term is log P(s_{t+1}|s_{t+1},a_t): the 'from' state of step t is "
+            "s_t. Use log_P[states[:-1], actions, states[1:]]."
+        ),
+    ),
+    Mistake(
+        "policy_next_state",
+        "log π(a_t|s_{t+1}) for the policy terms",
+        (
+            "Your policy term is log π(a_t|s_{t+1}): action a_t is chosen in s_t. Use "
+            "log_pi[states[:-1], actions] (states has T+1 entries, actions T)."
+        ),
+    ),
+    Mistake(
+        "policy_all_actions",
+        "Σ_a log π(a|s_t) for the policy terms",
+        (
+            "You sum log π(a|s_t) over every action a; only the action taken counts: log "
+            "π(a_t|s_t) = log_pi[states[:-1], actions]."
+        ),
+    ),
+    Mistake(
+        "transition_all_states",
+        "Σ_{s'} log P(s'|s_t,a_t) for the transitions",
+        (
+            "You sum log P(s'|s_t,a_t) over every next state s'; only the state that came next "
+            "counts: log P(s_{t+1}|s_t,a_t)."
+        ),
+    ),
+    Mistake(
+        "last_step_dropped",
+        "the sum over t = 0, …, T−2",
+        (
+            "Off by one: the last step t = T−1 is missing (a loop over range(T − 1)?). There are T "
+            "actions and T transitions: t = 0, …, T−1 with T = len(actions)."
+        ),
+    ),
+    Mistake(
+        "mean_over_steps",
+        "log p(s_0) + mean_t log π(a_t|s_t) + mean_t log P(s_{t+1}|s_t,a_t)",
+        "You average the per-step terms; log p(τ) sums them over t.",
+    ),
+)
+#: The other diagnoses: templates filled in by the rules.
+OTHER_MISTAKES: tuple[Mistake, ...] = (
+    Mistake("mismatch", "none of the recognised values", "{advice}"),
+    Mistake(
+        "not_differentiable",
+        "right values, no autograd graph (require_grad=True)",
+        "Your values are right, but {why}. Compute log p(τ) with torch operations so autograd "
+        "can differentiate it.",
+    ),
+    Mistake(
+        "gradient",
+        "right values, ∂ log p(τ)/∂ table ≠ the counts",
+        "Your values are right but the gradient is not, on {trajectory}: {mismatch}{detached} "
+        "Keep every term on the autograd graph and index the tables with the trajectory's own "
+        "states and actions.",
+    ),
+)
+#: code → message of every diagnosis of this check.
+MESSAGES: dict[str, str] = {m.code: m.message for m in CANDIDATE_MISTAKES + OTHER_MISTAKES}
+#: code → message of the mistakes recognised by :func:`candidates`, in order of priority.
+DIAGNOSES: dict[str, str] = {m.code: m.message for m in CANDIDATE_MISTAKES}
+FIRST_BAD = "For {trajectory} ({name}), you return {yours:.6g} but {formula} = {exact:.6g}."
+CORRECT = (
+    "Your log p(τ) matches {rhs} on {n} trajectories (T = {t_min} to {t_max}, max |diff| = "
+    "{max_diff:.2g}){grad}"
+)
+CORRECT_GRAD = (
+    "; its gradient is the count of each (s_t, a_t) pair for log π and of each transition for "
+    "log P."
+)
+GRAD_NOT_CHECKED = (
+    "Gradients were not checked: {why}. The values are what this check requires; to "
+    "differentiate log p(τ), use torch operations only."
+)
+#: Why no gradient was checked, by the measurement's ``grad_status``.
+WHY_NO_GRADIENT = {
+    "raised": "with tables that require grad, {error}",
+    "not_differentiable": "your function does not return a tensor on the autograd graph (a "
+    "float, numpy, .item() or .detach())",
+    "other": "no gradient was recorded",
 }
+DETACHED = " (that part of your computation is detached from the graph?)"
+#: Advice for an unrecognised value: from the gradient when it was recorded, else the formula.
+UNRECOGNISED_NOT_ENTERING = (
+    "Your result does not depend on {table} the way it should: {table} must enter log p(τ) "
+    "once per step. Compute {formula}."
+)
+UNRECOGNISED_GRADIENT = "Looking at the gradient on {trajectory}: {mismatch} Compute {formula}."
+UNRECOGNISED = (
+    "Compute {formula}: log_p0[states[0]] + log_pi[states[:-1], actions].sum() + "
+    "log_P[states[:-1], actions, states[1:]].sum()."
+)
+#: Per table: the entry that differs, and what the derivative with respect to it should be.
+GRAD_ENTRY = {
+    "log_p0": ("log p(s_0 = {0})", "1 for the start state s_0 and 0 elsewhere"),
+    "log_pi": ("log π(a={1}|s={0})", "the number of steps t with (s_t, a_t) = (s, a)"),
+    "log_P": (
+        "log P(s'={2}|s={0},a={1})",
+        "the number of steps t with (s_t, a_t, s_{{t+1}}) = (s, a, s')",
+    ),
+}
+GRAD_MISMATCH = (
+    "∂ log p(τ)/∂ {entry} is {yours:.6g} for you but {exact:.6g} in the exact answer: the "
+    "derivative with respect to each entry of {table} is {what}."
+)
+
+
+class TrajectoryMeasurement(Measurement, total=False):
+    """What :func:`measure_trajectory_log_prob` returns, per instance of
+    :func:`trajectory_instances`: the value, and (``grad_status == "checked"``) the gradient
+    with respect to each table (flattened, None where not finite or not connected)."""
+
+    check: str
+    values: list[float]
+    grads: list[dict[str, Any] | None]
+    grad_status: str
+    grad_error: str
+
 
 _ORDER = list(DIAGNOSES)
 
@@ -205,7 +358,7 @@ def measure_trajectory_log_prob(
     atol: float = 1e-9,
     require_grad: bool = False,
     **unknown: Any,
-) -> dict[str, Any]:
+) -> TrajectoryMeasurement:
     """Call ``fn(states, actions, log_p0, log_pi, log_P)`` on every fixed instance.
 
     First on plain tensors (so a numpy solution works), then once more with the three tables
@@ -224,7 +377,7 @@ def measure_trajectory_log_prob(
         return _measure(fn, budget)
 
 
-def _measure(fn: Callable[..., Any], budget: Budget) -> dict[str, Any]:
+def _measure(fn: Callable[..., Any], budget: Budget) -> TrajectoryMeasurement:
     name = "your log p(τ) function"
     what = "log p(τ) as one number (the per-step terms summed)"
     values: list[float] = []
@@ -303,25 +456,212 @@ def _grad_mismatch(table: str, yours: np.ndarray, ref: np.ndarray) -> str:
     """Words for the first entry where the learner's gradient differs from the count."""
     diff = np.abs(yours - ref)
     idx = np.unravel_index(int(np.argmax(diff)), ref.shape)
-    y, r = float(yours[idx]), float(ref[idx])
-    if table == "log_p0":
-        entry = f"log p(s_0 = {idx[0]})"
-        what = "1 for the start state s_0 and 0 elsewhere"
-    elif table == "log_pi":
-        entry = f"log π(a={idx[1]}|s={idx[0]})"
-        what = "the number of steps t with (s_t, a_t) = (s, a)"
-    else:
-        entry = f"log P(s'={idx[2]}|s={idx[0]},a={idx[1]})"
-        what = "the number of steps t with (s_t, a_t, s_{t+1}) = (s, a, s')"
-    return (
-        f"∂ log p(τ)/∂ {entry} is {y:.6g} for you but {r:.6g} in the exact answer: the "
-        f"derivative with respect to each entry of {table} is {what}."
+    entry, what = GRAD_ENTRY[table]
+    return GRAD_MISMATCH.format(
+        entry=entry.format(*(int(i) for i in idx)),
+        yours=float(yours[idx]),
+        exact=float(ref[idx]),
+        table=table,
+        what=what.format(),
     )
+
+
+def _table_grad(rec: Any, table: str, ref_g: np.ndarray) -> np.ndarray:
+    """The learner's recorded gradient for ``table`` shaped like ``ref_g``: 0 when not
+    connected, NaN where not finite or when it has the wrong size."""
+    g = rec.get(table) if isinstance(rec, dict) else None
+    if g is None:
+        return np.zeros_like(ref_g)
+    if len(g) != ref_g.size:
+        return np.full(ref_g.shape, np.nan)
+    return np.array([np.nan if v is None else v for v in g], dtype=np.float64).reshape(ref_g.shape)
+
+
+@dataclass
+class Evidence:
+    """What the rules of :func:`judge_trajectory_log_prob` decide on.
+
+    ``first_bad``: (instance, yours, exact) of the first value that differs; ``cand_ok[code]``:
+    the value equals that wrong answer of :func:`candidates` on every instance.
+    """
+
+    measurement: TrajectoryMeasurement
+    instances: list[dict[str, Any]]
+    grads: list[Any]
+    require_grad: bool
+    rows: list[Row] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    first_bad: tuple[dict[str, Any], float, float] | None = None
+    cand_ok: dict[str, bool] = field(default_factory=lambda: {k: True for k in DIAGNOSES})
+    max_diff: float = 0.0
+
+    @property
+    def status(self) -> Any:
+        """The measurement's ``grad_status`` ("checked", "raised", "not_differentiable")."""
+        return self.measurement.get("grad_status")
+
+    def why_no_gradient(self) -> str:
+        """Why the gradient was not checked, in words."""
+        status = str(self.status)
+        if status == "raised":
+            error = str(self.measurement.get("grad_error") or "your function raised").rstrip(".")
+            return WHY_NO_GRADIENT["raised"].format(error=error)
+        return WHY_NO_GRADIENT.get(status, WHY_NO_GRADIENT["other"])
+
+    def wrong(self, code: str, message: str) -> Report:
+        """The failed report naming ``code``."""
+        return Report(
+            passed=False,
+            verdict="wrong",
+            check=NAME,
+            rows=self.rows,
+            notes=self.notes,
+            diagnosis=code,
+            message=message,
+        )
+
+    def wrong_value(self, code: str, advice: str) -> Report:
+        """The failed report for a wrong value: the first differing instance, then ``advice``."""
+        assert self.first_bad is not None
+        inst, yours, ref = self.first_bad
+        first = FIRST_BAD.format(
+            trajectory=_fmt_traj(inst["args"]),
+            name=inst["name"],
+            yours=yours,
+            formula=FORMULA,
+            exact=ref,
+        )
+        return self.wrong(code, f"{first} {advice}")
+
+
+def gather_evidence(
+    measurement: TrajectoryMeasurement,
+    instances: list[dict[str, Any]],
+    require_grad: bool,
+    rtol: float,
+    atol: float,
+) -> Evidence:
+    """Compare every value with :func:`reference` and with every wrong answer of
+    :func:`candidates` (|yours − ref| ≤ atol + rtol·|ref|)."""
+    values = measurement["values"]
+    ev = Evidence(measurement, instances, measurement["grads"], require_grad)
+    ev.notes = output_notes(measurement)
+    for inst, y in zip(instances, values, strict=True):
+        args = inst["args"]
+        ref = reference(**args)
+        yours = float(y)
+        diff = abs(yours - ref)
+        ev.max_diff = max(ev.max_diff, diff)
+        ev.rows.append(
+            Row(
+                inst["name"],
+                {
+                    "states": args["states"].tolist(),
+                    "actions": args["actions"].tolist(),
+                    "yours": yours,
+                    "exact log p(τ)": ref,
+                    "|diff|": diff,
+                },
+            )
+        )
+        if not close(np.asarray(yours), np.asarray(ref), rtol, atol) and ev.first_bad is None:
+            ev.first_bad = (inst, yours, ref)
+        for key, cand in candidates(args).items():
+            ev.cand_ok[key] = ev.cand_ok[key] and close(
+                np.asarray(yours), np.asarray(cand), rtol, atol
+            )
+    return ev
+
+
+def known_mistake(ev: Evidence) -> Report | None:
+    """A wrong value that equals one of the wrong answers of :func:`candidates`."""
+    if ev.first_bad is None:
+        return None
+    code = next((k for k in _ORDER if ev.cand_ok[k]), None)
+    return None if code is None else ev.wrong_value(code, MESSAGES[code])
+
+
+def unrecognised_value(ev: Evidence) -> Report | None:
+    """A wrong value that matches no known mistake (advice from the gradient if recorded)."""
+    if ev.first_bad is None:
+        return None
+    advice = _unrecognised_advice(ev.instances, ev.grads)
+    return ev.wrong_value("mismatch", MESSAGES["mismatch"].format(advice=advice))
+
+
+def not_differentiable(ev: Evidence) -> Report | None:
+    """Right values, no gradient recorded, and ``require_grad=True``."""
+    if ev.status == "checked" or not ev.require_grad:
+        return None
+    code = "not_differentiable"
+    return ev.wrong(code, MESSAGES[code].format(why=ev.why_no_gradient()))
+
+
+def gradient_wrong(ev: Evidence) -> Report | None:
+    """Right values, but ∂ log p(τ)/∂ some table is not the count it should be."""
+    if ev.status != "checked":
+        return None
+    for inst, rec in zip(ev.instances, ev.grads, strict=True):
+        args = inst["args"]
+        n_s, n_a = args["log_pi"].shape
+        refs = reference_grads(args["states"], args["actions"], int(n_s), int(n_a))
+        for table in TABLES:
+            ref_g = refs[table]
+            yours_g = _table_grad(rec, table, ref_g)
+            if close(yours_g, ref_g, 1e-9, 1e-9):
+                continue
+            ev.rows.append(
+                Row(
+                    f"∂/∂ {table} ({inst['name']})",
+                    {
+                        "yours": yours_g.reshape(-1).tolist()[:12],
+                        "exact (counts)": ref_g.reshape(-1).tolist()[:12],
+                    },
+                )
+            )
+            g = rec.get(table) if isinstance(rec, dict) else None
+            detached = DETACHED if g is None or not np.any(yours_g) else ""
+            message = MESSAGES["gradient"].format(
+                trajectory=_fmt_traj(args),
+                mismatch=_grad_mismatch(table, yours_g, ref_g),
+                detached=detached,
+            )
+            return ev.wrong("gradient", message)
+    return None
+
+
+def correct(ev: Evidence) -> Report:
+    """Right values, and the gradient (when checked) is the count of each term."""
+    notes = ev.notes
+    if ev.status != "checked":
+        notes = notes + [GRAD_NOT_CHECKED.format(why=ev.why_no_gradient())]
+    horizons = [int(inst["args"]["actions"].numel()) for inst in ev.instances]
+    message = CORRECT.format(
+        rhs=FORMULA.split(" = ", 1)[1],
+        n=len(ev.instances),
+        t_min=min(horizons),
+        t_max=max(horizons),
+        max_diff=ev.max_diff,
+        grad=CORRECT_GRAD if ev.status == "checked" else ".",
+    )
+    return Report(
+        passed=True, verdict="correct", check=NAME, rows=ev.rows, notes=notes, message=message
+    )
+
+
+#: The rules in the order they are tried; the last always answers.
+RULES: tuple[Rule[Evidence], ...] = (
+    known_mistake,
+    unrecognised_value,
+    not_differentiable,
+    gradient_wrong,
+    correct,
+)
 
 
 @finite_rows
 def judge_trajectory_log_prob(
-    measurement: dict[str, Any],
+    measurement: TrajectoryMeasurement,
     *,
     timeout: float = DEFAULT_TIMEOUT,
     rtol: float = 1e-6,
@@ -329,7 +669,11 @@ def judge_trajectory_log_prob(
     require_grad: bool = False,
     **unknown: Any,
 ) -> Report:
-    """Compare with the exact log p(τ) on every instance, then the gradient (if measured)."""
+    """Compare with the exact log p(τ) on every instance, then the gradient (if measured).
+
+    Prechecks (options, a recorded error, the shape of the measurement), then the
+    :class:`Evidence`, then the first of :data:`RULES` that answers.
+    """
     early = judge_precheck(measurement, NAME, "check_trajectory_log_prob", unknown, OPTIONS)
     if early is not None:
         return early
@@ -348,140 +692,7 @@ def judge_trajectory_log_prob(
             check=NAME,
             diagnosis=ErrorKind.USAGE,
         )
-    notes = output_notes(measurement)
-    rows: list[Row] = []
-    first_bad: tuple[dict[str, Any], float, float] | None = None
-    cand_ok = {k: True for k in DIAGNOSES}
-    max_diff = 0.0
-    for inst, y in zip(instances, values, strict=True):
-        args = inst["args"]
-        ref = reference(**args)
-        yours = float(y)
-        diff = abs(yours - ref)
-        max_diff = max(max_diff, diff)
-        rows.append(
-            Row(
-                inst["name"],
-                {
-                    "states": args["states"].tolist(),
-                    "actions": args["actions"].tolist(),
-                    "yours": yours,
-                    "exact log p(τ)": ref,
-                    "|diff|": diff,
-                },
-            )
-        )
-        if not close(np.asarray(yours), np.asarray(ref), rtol, atol) and first_bad is None:
-            first_bad = (inst, yours, ref)
-        for key, cand in candidates(args).items():
-            cand_ok[key] = cand_ok[key] and close(np.asarray(yours), np.asarray(cand), rtol, atol)
-    if first_bad is not None:
-        inst, yours, ref = first_bad
-        first = (
-            f"For {_fmt_traj(inst['args'])} ({inst['name']}), you return {yours:.6g} but "
-            f"{FORMULA} = {ref:.6g}."
-        )
-        diagnosis = next((k for k in _ORDER if cand_ok[k]), None)
-        if diagnosis is not None:
-            advice = DIAGNOSES[diagnosis]
-        else:
-            diagnosis = "mismatch"
-            advice = _unrecognised_advice(instances, grads)
-        return Report(
-            passed=False,
-            verdict="wrong",
-            check=NAME,
-            rows=rows,
-            notes=notes,
-            diagnosis=diagnosis,
-            message=f"{first} {advice}",
-        )
-    status = measurement.get("grad_status")
-    if status != "checked":
-        why = {
-            "raised": "with tables that require grad, "
-            + (str(measurement.get("grad_error") or "your function raised").rstrip(".")),
-            "not_differentiable": "your function does not return a tensor on the autograd "
-            "graph (a float, numpy, .item() or .detach())",
-        }.get(str(status), "no gradient was recorded")
-        if require_grad:
-            return Report(
-                passed=False,
-                verdict="wrong",
-                check=NAME,
-                rows=rows,
-                notes=notes,
-                diagnosis="not_differentiable",
-                message=(
-                    f"Your values are right, but {why}. Compute log p(τ) with "
-                    "torch operations so autograd can differentiate it."
-                ),
-            )
-        notes = notes + [
-            f"Gradients were not checked: {why}. The values are what this check "
-            "requires; to differentiate log p(τ), use torch operations only."
-        ]
-    else:
-        for inst, rec in zip(instances, grads, strict=True):
-            args = inst["args"]
-            n_s, n_a = args["log_pi"].shape
-            refs = reference_grads(args["states"], args["actions"], int(n_s), int(n_a))
-            for table in TABLES:
-                g = rec.get(table) if isinstance(rec, dict) else None
-                ref_g = refs[table]
-                yours_g = (
-                    np.zeros_like(ref_g)
-                    if g is None
-                    else np.array(
-                        [np.nan if v is None else v for v in g], dtype=np.float64
-                    ).reshape(ref_g.shape)
-                    if len(g) == ref_g.size
-                    else np.full(ref_g.shape, np.nan)
-                )
-                if not close(yours_g, ref_g, 1e-9, 1e-9):
-                    rows.append(
-                        Row(
-                            f"∂/∂ {table} ({inst['name']})",
-                            {
-                                "yours": yours_g.reshape(-1).tolist()[:12],
-                                "exact (counts)": ref_g.reshape(-1).tolist()[:12],
-                            },
-                        )
-                    )
-                    detached = (
-                        " (that part of your computation is detached from the graph?)"
-                        if g is None or not np.any(yours_g)
-                        else ""
-                    )
-                    return Report(
-                        passed=False,
-                        verdict="wrong",
-                        check=NAME,
-                        rows=rows,
-                        notes=notes,
-                        diagnosis="gradient",
-                        message=(
-                            f"Your values are right but the gradient is not, on "
-                            f"{_fmt_traj(args)}: {_grad_mismatch(table, yours_g, ref_g)}"
-                            f"{detached} Keep every term on the autograd graph and index "
-                            "the tables with the trajectory's own states and actions."
-                        ),
-                    )
-    horizons = [int(inst["args"]["actions"].numel()) for inst in instances]
-    rhs = FORMULA.split(" = ", 1)[1]
-    message = (
-        f"Your log p(τ) matches {rhs} on {len(instances)} trajectories (T = "
-        f"{min(horizons)} to {max(horizons)}, max |diff| = {max_diff:.2g})"
-        + (
-            "; its gradient is the count of each (s_t, a_t) pair for log π and of each "
-            "transition for log P."
-            if status == "checked"
-            else "."
-        )
-    )
-    return Report(
-        passed=True, verdict="correct", check=NAME, rows=rows, notes=notes, message=message
-    )
+    return decide(RULES, gather_evidence(measurement, instances, require_grad, rtol, atol))
 
 
 def _unrecognised_advice(instances: list[dict[str, Any]], grads: list[Any]) -> str:
@@ -496,22 +707,15 @@ def _unrecognised_advice(instances: list[dict[str, Any]], grads: list[Any]) -> s
             g = rec.get(table)
             ref_g = refs[table]
             if g is None or len(g) != ref_g.size:
-                return (
-                    f"Your result does not depend on {table} the way it should: "
-                    f"{table} must enter log p(τ) once per step. Compute {FORMULA}."
-                )
-            yours_g = np.array([np.nan if v is None else v for v in g], dtype=np.float64).reshape(
-                ref_g.shape
-            )
+                return UNRECOGNISED_NOT_ENTERING.format(table=table, formula=FORMULA)
+            yours_g = _table_grad(rec, table, ref_g)
             if not close(yours_g, ref_g, 1e-9, 1e-9):
-                return (
-                    f"Looking at the gradient on {_fmt_traj(args)}: "
-                    f"{_grad_mismatch(table, yours_g, ref_g)} Compute {FORMULA}."
+                return UNRECOGNISED_GRADIENT.format(
+                    trajectory=_fmt_traj(args),
+                    mismatch=_grad_mismatch(table, yours_g, ref_g),
+                    formula=FORMULA,
                 )
-    return (
-        f"Compute {FORMULA}: log_p0[states[0]] + log_pi[states[:-1], actions].sum() + "
-        "log_P[states[:-1], actions, states[1:]].sum()."
-    )
+    return UNRECOGNISED.format(formula=FORMULA)
 
 
 CHECK = Check(NAME, measure_trajectory_log_prob, judge_trajectory_log_prob)

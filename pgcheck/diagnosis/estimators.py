@@ -88,7 +88,7 @@ def loop_style(
 ) -> Tensor:
     """One trajectory at a time with Python loops, as in many tutorials."""
     log_probs = dist.log_prob(actions)
-    total = 0.0
+    total = torch.zeros((), dtype=torch.float64)
     for i in range(actions.shape[0]):
         T = int(lengths[i])
         g = 0.0

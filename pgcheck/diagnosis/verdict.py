@@ -7,7 +7,6 @@ passes (None) to the next rule. :data:`RULES` is the order; the last rule always
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -19,6 +18,7 @@ from pgcheck.diagnosis.matching import RTOL, Found, decompose, diagnose, diagnos
 from pgcheck.diagnosis.mistakes import MESSAGES, message_for
 from pgcheck.problems import Problem
 from pgcheck.report import Report, Row
+from pgcheck.rules import Rule, decide
 
 CHECK = "pseudo_loss"
 
@@ -84,9 +84,6 @@ class Evidence:
             notes=self.notes,
             figure_data=self.figure_data,
         )
-
-
-Rule = Callable[[Evidence], Report | None]
 
 
 def unbiased(ev: Evidence) -> Report | None:
@@ -178,7 +175,7 @@ def named_mistake(ev: Evidence) -> Report:
 
 
 #: The rules in the order they are tried.
-RULES: tuple[Rule, ...] = (
+RULES: tuple[Rule[Evidence], ...] = (
     unbiased,
     zero_gradient,
     theta_leak,
@@ -189,13 +186,9 @@ RULES: tuple[Rule, ...] = (
 )
 
 
-def decide(ev: Evidence) -> Report:
-    """The first rule that answers."""
-    for rule in RULES:
-        report = rule(ev)
-        if report is not None:
-            return report
-    raise AssertionError("the last rule always answers")  # pragma: no cover
+def verdict(ev: Evidence) -> Report:
+    """The report of the first rule that answers."""
+    return decide(RULES, ev)
 
 
 def _scaled_code(reductions: set[str], alphas: list[float], probs: list[Problem]) -> str | None:

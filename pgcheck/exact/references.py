@@ -9,7 +9,12 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from pgcheck.exact.expectation import Evaluator, pairwise_expectation, separable_expectation
+from pgcheck.exact.expectation import (
+    Evaluator,
+    Expectation,
+    pairwise_expectation,
+    separable_expectation,
+)
 from pgcheck.exact.vocabulary import requested_names
 from pgcheck.problems import Problem
 
@@ -37,11 +42,12 @@ def reference_expectation(code: str, fn: Callable[..., Any], prob: Problem, mode
     key = (f"{code}@{id(fn)}", prob.name, mode)
     if key not in _REF:
         ev = Evaluator(fn, requested_names(fn), timeout=60.0, trusted=True)
+        exp: Expectation | None
         if mode == "mixing":
             exp = pairwise_expectation(ev, prob)
         else:
             exp, _ = separable_expectation(ev, prob, 1)
-            if exp is None:
-                raise RuntimeError(f"reference {code} mixes trajectories")
+        if exp is None:
+            raise RuntimeError(f"reference {code} mixes trajectories")
         _REF[key] = torch.tensor(exp.expected_grad, dtype=torch.float64)
     return _REF[key]

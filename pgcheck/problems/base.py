@@ -17,6 +17,8 @@ from typing import ClassVar, Literal
 import torch
 from torch import Tensor
 
+from pgcheck.problems.policies import SoftmaxPolicy
+
 
 def finite_differences(f: Callable[[Tensor], Tensor], theta: Tensor, eps: float = 1e-5) -> Tensor:
     """Central differences: ∂f/∂θ_i ≈ (f(θ + ε e_i) − f(θ − ε e_i)) / 2ε, in float64."""
@@ -138,3 +140,26 @@ class Problem(ABC):
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name}>"
+
+
+class CategoricalProblem(Problem):
+    """A finite-horizon problem with a softmax policy over discrete actions."""
+
+    policy: SoftmaxPolicy
+
+    @property
+    @abstractmethod
+    def n_actions(self) -> int:
+        """The number of actions A."""
+
+    @abstractmethod
+    def q_and_v(self, theta: Tensor) -> tuple[Tensor, Tensor]:
+        """Q_t(s, a) [H, S, A] and V_t(s) [H, S] by backward induction, differentiable in θ."""
+
+
+class GaussianProblem(Problem):
+    """A problem with a Gaussian policy N(μ_θ(s), σ_θ(s)²) over continuous actions."""
+
+    @abstractmethod
+    def mean_std(self, theta: Tensor) -> tuple[Tensor, Tensor]:
+        """μ_θ(s) and σ_θ(s) per state or context [S], differentiable in θ."""

@@ -19,7 +19,11 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from pgcheck.problems.base import ActionKind, Problem, Trajectories
+from pgcheck.problems.base import (
+    ActionKind,
+    GaussianProblem,
+    Trajectories,
+)
 
 N_NODES = 24
 
@@ -31,7 +35,7 @@ def hermite_nodes(n: int = N_NODES) -> tuple[Tensor, Tensor]:
 
 
 @dataclass(eq=False)
-class GaussianBandit(Problem):
+class GaussianBandit(GaussianProblem):
     """π_θ(a|s) = N(a; θᵀx(s), σ²), r(s,a) = −(a − c_s)²."""
 
     p0: Tensor  # [S]

@@ -19,13 +19,19 @@ class SoftmaxPolicy:
 
     n_states: int
     n_actions: int
-    n_params: int
     kind: str = "softmax"
 
+    @property
+    def n_params(self) -> int:  # pragma: no cover - abstract
+        """P, the number of parameters θ."""
+        raise NotImplementedError
+
     def logits(self, theta: Tensor) -> Tensor:  # pragma: no cover - abstract
+        """The logits h_θ(s, a) as a table [S, A]."""
         raise NotImplementedError
 
     def logits_jacobian(self, theta: Tensor) -> Tensor:  # pragma: no cover - abstract
+        """∂h_θ(s, a)/∂θ as a table [S, A, P]."""
         raise NotImplementedError
 
     def probs(self, theta: Tensor) -> Tensor:

@@ -20,12 +20,16 @@ from functools import cached_property
 import torch
 from torch import Tensor
 
-from pgcheck.problems.base import ActionKind, Problem, Trajectories
+from pgcheck.problems.base import (
+    ActionKind,
+    CategoricalProblem,
+    Trajectories,
+)
 from pgcheck.problems.policies import LinearSoftmax, MLPSoftmax, SoftmaxPolicy, TabularSoftmax
 
 
 @dataclass(eq=False)
-class FiniteHorizonMDP(Problem):
+class FiniteHorizonMDP(CategoricalProblem):
     """A tabular MDP with horizon H, sub-stochastic transitions (termination) and a softmax policy.
 
     Attributes:
