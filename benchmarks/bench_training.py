@@ -7,8 +7,9 @@ measures exactly what the learner runs.
 * 04: fast REINFORCE with the full return R(τ) (no graph while acting, one batched update);
 * 05: the same with reward-to-go G_t;
 * 06: reward-to-go minus a learned value baseline, normalised advantages (the course's agent);
-* 09: actor-critic with GAE(λ) on the numpy-vectorised CartPole (``pgcourse.vector_agent``,
-  saved from notebook 09): 16 envs stepped in one call, one batched sample per step;
+* 09: PPO with GAE(λ) on the numpy-vectorised CartPole (``pgcourse.vector_agent``, saved from
+  notebook 09): 16 envs stepped in one call, one batched sample per step, the update in numpy
+  with the gradient by hand (checked against autograd in the notebook);
 * peers, when ``stable-baselines3`` is installed (the optional ``bench`` extra): SB3 PPO with
   the RL Zoo's CartPole-v1 settings, and SB3 A2C with the Zoo's settings (8 envs, defaults);
   the run says which peers it skipped;
@@ -56,24 +57,15 @@ THRESHOLD, WINDOW = 475.0, 20
 sys.path.insert(0, str(ROOT))
 
 
-def _alias_rollout_checks() -> None:
-    """Notebooks 04-06 still import ``pgcheck.rollout_checks`` (the pre-restructure name of
-    the module holding check_rollout and check_value_loss); provide it when it is missing."""
-    import importlib.util
-    import types
-
-    if importlib.util.find_spec("pgcheck.rollout_checks") is None:
-        import pgcheck
-
-        shim = types.ModuleType("pgcheck.rollout_checks")
-        shim.check_rollout, shim.check_value_loss = pgcheck.check_rollout, pgcheck.check_value_loss
-        sys.modules["pgcheck.rollout_checks"] = shim
-
-
 def load_agent(path: Path) -> dict:
-    """Execute the notebook's code cells tagged ``agent`` in a fresh namespace."""
+    """Execute the notebook's code cells tagged ``agent`` in a fresh namespace.
+
+    The namespace starts with the course library (``pgcourse``), which holds the code of the
+    notebooks' ``# @save`` cells, so an agent cell may use what an untagged save cell defined.
+    """
     cells = json.loads(path.read_text())["cells"]
     namespace: dict = {"__name__": f"agent_{path.stem}"}
+    exec("from pgcourse import *", namespace)  # noqa: S102
     for cell in cells:
         if cell["cell_type"] == "code" and "agent" in cell.get("metadata", {}).get("tags", []):
             source = "".join(cell["source"])
@@ -281,7 +273,6 @@ def main(argv: list[str] | None = None) -> int:
         flush=True,
     )
 
-    _alias_rollout_checks()
     ns = {key: load_agent(path) for key, path in NOTEBOOKS.items()}
     from pgcourse.vector_agent import train_vector_ac
 
@@ -296,7 +287,7 @@ def main(argv: list[str] | None = None) -> int:
     agents["06 value baseline + normalised advantages"] = lambda s, b: ns["06"]["train"](
         baseline="value", normalise=True, seed=s, total_steps=b, stop_when_solved=True
     )[0]
-    agents["09 actor-critic, vector env (pgcourse)"] = lambda s, b: train_vector_ac(
+    agents["09 PPO+GAE, numpy, vector env (pgcourse)"] = lambda s, b: train_vector_ac(
         seed=s, total_steps=b
     )[0]
     agents["tutorial style, same algorithm as 06"] = lambda s, b: train_tutorial_style(
@@ -323,7 +314,7 @@ def main(argv: list[str] | None = None) -> int:
     start_wall = time.time()
     rows = [run(name, fn, seeds, args.budget) for name, fn in agents.items()]
     by_name = {row["name"]: row for row in rows}
-    ours = by_name["09 actor-critic, vector env (pgcourse)"]
+    ours = by_name["09 PPO+GAE, numpy, vector env (pgcourse)"]
     print(f"\n{table(rows, ours, n_seeds)}\n")
     print(
         f"CPU-s from time.process_time, one torch thread; wall time "
