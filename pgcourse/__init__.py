@@ -11,20 +11,25 @@ from pgcourse.policies import Sampler, log_probs_of, make_policy
 from pgcourse.returns import step_weights
 from pgcourse.sampling import numpy_sampler, sample_index, torch_sampler
 from pgcourse.training_log import TrainingLog
+from pgcourse.vector_agent import MLP, gae_numpy, ppo_logit_gradient, train_vector_ac
 
 __all__ = [
     "collect_batch",
     "collect_episode",
     "curve_on_grid",
+    "gae_numpy",
     "log_probs_of",
     "make_policy",
     "mean_and_half_width",
+    "MLP",
     "numpy_sampler",
     "plot_band",
+    "ppo_logit_gradient",
     "sample_index",
     "Sampler",
     "step_weights",
     "t_quantile",
     "torch_sampler",
+    "train_vector_ac",
     "TrainingLog",
 ]

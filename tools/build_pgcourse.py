@@ -67,6 +67,11 @@ HEADERS: dict[str, tuple[str, str]] = {
         "import numpy as np\nfrom scipy import special\n\n"
         "from pgcourse.training_log import TrainingLog\n",
     ),
+    "vector_agent": (
+        "The course's fastest CartPole agent: PPO with GAE(lambda) on a numpy-vectorised env.",
+        "import gymnasium as gym\nimport numpy as np\n\n"
+        "from pgcourse.training_log import TrainingLog\n",
+    ),
 }
 
 
