@@ -37,6 +37,7 @@ from pgcheck.checks.base import (
 )
 from pgcheck.errors import ErrorKind
 from pgcheck.report import Report, Row
+from pgcheck.rules import Rule, decide
 from pgcheck.sandbox import single_thread
 
 OPTIONS = ["timeout", "rtol", "atol"]
@@ -117,6 +118,78 @@ def _same(rec: dict[str, Any], answer: Answer, rtol: float, atol: float) -> bool
     return close(np.array(rec["grad"]), np.asarray(grad).reshape(-1), rtol, atol)
 
 
+@dataclass
+class CaseEvidence:
+    """What the rules of a case-wise check decide on."""
+
+    spec: CaseSpec
+    rows: list[Row]
+    notes: list[str]
+    n_cases: int
+    first_bad: tuple[dict[str, Any], dict[str, Any], Answer] | None  # (case, yours, exact)
+    fits: dict[str, bool]  # mistake code -> it reproduces the learner's numbers on every case
+    attached: bool  # the output still carries a gradient into the critic
+    rtol: float
+    atol: float
+
+    def report(self, passed: bool, message: str, diagnosis: str | None = None) -> Report:
+        return Report(
+            passed=passed,
+            verdict="correct" if passed else "wrong",
+            check=self.spec.name,
+            rows=self.rows,
+            notes=self.notes,
+            diagnosis=diagnosis,
+            message=message,
+        )
+
+    def first_difference(self) -> str:
+        """Where the learner's numbers first differ from the exact ones, in one sentence."""
+        assert self.first_bad is not None
+        case, rec, ref = self.first_bad
+        where = self.spec.describe(case)
+        if not close(np.array(rec["value"]), np.asarray(ref[0]).reshape(-1), self.rtol, self.atol):
+            return (
+                f"For {where} you return {fmt_vec(rec['value'])} but the exact "
+                f"value is {fmt_vec(ref[0])}."
+            )
+        return (
+            f"For {where} your value is right, but its gradient is "
+            f"{fmt_vec(rec['grad'])} where the exact gradient is {fmt_vec(ref[1])}."
+        )
+
+
+def correct(ev: CaseEvidence) -> Report | None:
+    """The exact value (and gradient) on every case, with nothing left attached."""
+    if ev.first_bad is not None or ev.attached:
+        return None
+    return ev.report(True, f"Your function matches {ev.spec.formula} on {ev.n_cases} cases.")
+
+
+def not_detached(ev: CaseEvidence) -> Report | None:
+    """The right numbers, but the result still carries a gradient into the critic."""
+    if ev.first_bad is not None:
+        return None
+    return ev.report(False, ev.spec.detach_message, ev.spec.detach_diagnosis)
+
+
+def known_mistake(ev: CaseEvidence) -> Report | None:
+    """A named mistake that reproduces the learner's numbers on every case."""
+    code = next((k for k, ok in ev.fits.items() if ok), None)
+    if code is None:
+        return None
+    return ev.report(False, f"{ev.first_difference()} {ev.spec.diagnoses[code]}", code)
+
+
+def unrecognised(ev: CaseEvidence) -> Report:
+    """Wrong, and no known mistake fits: say where and what to compute."""
+    return ev.report(False, f"{ev.first_difference()} Compute {ev.spec.formula}.", "mismatch")
+
+
+#: The rules in the order they are tried.
+RULES: tuple[Rule[CaseEvidence], ...] = (correct, not_detached, known_mistake, unrecognised)
+
+
 def judge_cases(spec: CaseSpec, measurement: dict[str, Any], options: dict[str, Any]) -> Report:
     """Compare with the exact reference on every case; name a mistake that fits every case."""
     unknown = {k: v for k, v in options.items() if k not in OPTIONS}
@@ -133,7 +206,18 @@ def judge_cases(spec: CaseSpec, measurement: dict[str, Any], options: dict[str, 
     early = count_mismatch(records, len(cases), spec.name, spec.public)
     if early is not None:
         return early
-    notes = output_notes(measurement)
+    return decide(RULES, gather_evidence(spec, cases, records, measurement, rtol, atol))
+
+
+def gather_evidence(
+    spec: CaseSpec,
+    cases: list[dict[str, Any]],
+    records: list[dict[str, Any]],
+    measurement: dict[str, Any],
+    rtol: float,
+    atol: float,
+) -> CaseEvidence:
+    """The table rows, the first case that differs, and which known mistakes fit every case."""
     rows: list[Row] = []
     first_bad: tuple[dict[str, Any], dict[str, Any], Answer] | None = None
     fits: dict[str, bool] = {}
@@ -153,48 +237,16 @@ def judge_cases(spec: CaseSpec, measurement: dict[str, Any], options: dict[str, 
             first_bad = (case, rec, ref)
         for key, answer in spec.candidates(case).items():
             fits[key] = fits.get(key, True) and _same(rec, answer, rtol, atol)
-    attached = any(bool(rec.get("attached")) for rec in records)
-    if first_bad is None and not attached:
-        return Report(
-            passed=True,
-            verdict="correct",
-            check=spec.name,
-            rows=rows,
-            notes=notes,
-            message=f"Your function matches {spec.formula} on {len(cases)} cases.",
-        )
-    if first_bad is None:
-        return Report(
-            passed=False,
-            verdict="wrong",
-            check=spec.name,
-            rows=rows,
-            notes=notes,
-            diagnosis=spec.detach_diagnosis,
-            message=spec.detach_message,
-        )
-    case, rec, ref = first_bad
-    value_wrong = not close(np.array(rec["value"]), np.asarray(ref[0]).reshape(-1), rtol, atol)
-    if value_wrong:
-        first = (
-            f"For {spec.describe(case)} you return {fmt_vec(rec['value'])} but the exact "
-            f"value is {fmt_vec(ref[0])}."
-        )
-    else:
-        first = (
-            f"For {spec.describe(case)} your value is right, but its gradient is "
-            f"{fmt_vec(rec['grad'])} where the exact gradient is {fmt_vec(ref[1])}."
-        )
-    diagnosis = next((k for k, ok in fits.items() if ok), None)
-    advice = spec.diagnoses[diagnosis] if diagnosis else f"Compute {spec.formula}."
-    return Report(
-        passed=False,
-        verdict="wrong",
-        check=spec.name,
+    return CaseEvidence(
+        spec=spec,
         rows=rows,
-        notes=notes,
-        diagnosis=diagnosis or "mismatch",
-        message=f"{first} {advice}",
+        notes=output_notes(measurement),
+        n_cases=len(cases),
+        first_bad=first_bad,
+        fits=fits,
+        attached=any(bool(rec.get("attached")) for rec in records),
+        rtol=rtol,
+        atol=atol,
     )
 
 
