@@ -206,12 +206,15 @@ def defines(source: str, name: str) -> bool:
     return name in _defined_names(source)
 
 
-def jail_cells(spec: NotebookSpec, answers: dict[str, list[str]]) -> list[dict[str, str]]:
+def jail_cells(
+    spec: NotebookSpec, answers: dict[str, list[str]], grader_only: Sequence[str] = ()
+) -> list[dict[str, str]]:
     """The code the jail runs, in notebook order: instructor setup and the student's answers.
 
-    The instructor's imports of pgcheck (and of preload modules) are left out: neither is in
-    the jail, and answers must not need them.
+    The instructor's imports of pgcheck and of the preload modules (``grader_only``) are left
+    out: neither is in the jail, and answers must not need them.
     """
+    drop = {"pgcheck", *grader_only}
     cells: list[dict[str, str]] = []
     for step in spec.steps:
         if step.kind == "answer":
@@ -219,23 +222,30 @@ def jail_cells(spec: NotebookSpec, answers: dict[str, list[str]]) -> list[dict[s
                 label = f"answer cell {step.label}" + (f" (copy {i + 1})" if i else "")
                 cells.append({"label": label, "source": src})
             continue
-        kept = [s for s in step.sources if not _imports_grader_only(s)]
+        kept = [k for k in (_without_imports(s, drop) for s in step.sources) if k.strip()]
         if kept:
             cells.append({"label": f"setup {step.label}", "source": "\n".join(kept)})
     return cells
 
 
-def _imports_grader_only(statement: str) -> bool:
+def _without_imports(source: str, modules: set[str]) -> str:
+    """``source`` without its top-level imports of ``modules`` (unchanged if it has none)."""
     try:
-        tree = ast.parse(statement)
+        tree = ast.parse(source)
     except SyntaxError:
+        return source
+
+    def grader_only(node: ast.stmt) -> bool:
+        if isinstance(node, ast.Import):
+            return all(a.name.split(".")[0] in modules for a in node.names)
+        if isinstance(node, ast.ImportFrom):
+            return (node.module or "").split(".")[0] in modules
         return False
-    node = tree.body[0] if tree.body else None
-    if isinstance(node, ast.Import):
-        return all(a.name.split(".")[0] in ("pgcheck", "fixture_checks") for a in node.names)
-    if isinstance(node, ast.ImportFrom):
-        return (node.module or "").split(".")[0] in ("pgcheck", "fixture_checks")
-    return False
+
+    if not any(grader_only(n) for n in tree.body):
+        return source
+    tree.body = [n for n in tree.body if not grader_only(n)]
+    return ast.unparse(tree)
 
 
 # --------------------------------------------------------------------------- one notebook
@@ -246,7 +256,8 @@ class _Grading:
         self.sub, self.spec, self.options, self.slot = sub, spec, options, slot
         self.data, self.refused = read_submission(sub)
         self.answers, self.helpers = student_cells(self.data or b"")
-        self.cells = jail_cells(spec, self.answers)
+        preloads = [Path(p).stem for p in options.preload]
+        self.cells = jail_cells(spec, self.answers, preloads)
         self.functions = sorted({t.function_name for t in spec.hidden})
         self.session: Session | None = None
         self.cell_errors: list[dict[str, str]] = []
