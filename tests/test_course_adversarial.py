@@ -353,11 +353,11 @@ CASES: dict[str, tuple[str, str, float]] = {
     "forged_result": (FORGE, WRONG_RTG, 0),
     "forged_reply": (FORGED_REPLY, WRONG_RTG, 0),
     "looks_at_frames": (LOOKS_AT_FRAMES, WRONG_RTG, 0),
-    "loop_toplevel": (RIGHT_DR, LOOP_TOPLEVEL, 3),
+    "loop_toplevel": (RIGHT_DR, LOOP_TOPLEVEL, 6),
     "loop_unstoppable": (RIGHT_DR, LOOP_UNSTOPPABLE, 3),
     "ignore_alarm": (RIGHT_DR, IGNORE_ALARM, 3),
     "loop_in_function": (RIGHT_DR, LOOP_IN_FUNCTION, 3),
-    "exit_toplevel": (RIGHT_DR, EXIT_TOPLEVEL, 0),
+    "exit_toplevel": (RIGHT_DR, EXIT_TOPLEVEL, 3),
     "exit_in_function": (RIGHT_DR, EXIT_IN_FUNCTION, 3),
     "kill_in_function": (RIGHT_DR, KILL_IN_FUNCTION, 3),
     "stderr_python": (RIGHT_DR, STDERR_PYTHON, 6),
@@ -572,9 +572,12 @@ def test_the_reasons_say_what_happened(graded: dict[str, Any]) -> None:
     loop = _rows(graded, "ignore_alarm")["reward_to_go_hidden"]["message"]
     assert f"timed out after {CELL_TIMEOUT} s in answer cell reward_to_go" in loop
     assert "left out" in loop
-    assert "raised" in _rows(graded, "loop_in_function")["reward_to_go_hidden"]["message"] or (
-        "time" in _rows(graded, "loop_in_function")["reward_to_go_hidden"]["message"]
+    assert (
+        "did not finish within"
+        in _rows(graded, "loop_in_function")["reward_to_go_hidden"]["message"]
     )
+    exited = _rows(graded, "exit_toplevel")["reward_to_go_hidden"]["message"]
+    assert "ended" in exited and "answer cell reward_to_go" in exited and "left out" in exited
     copy = _rows(graded, "copy_solution")["reward_to_go_hidden"]["message"]
     assert "FileNotFoundError" in copy
     assert _rows(graded, "float_subclass")["discounted_return_hidden"]["status"] == "failed"

@@ -443,6 +443,8 @@ def grade_one(
                 )
                 continue
             error = reply.get("error")
+            if isinstance(error, dict):
+                error = str(error.get("message", "an error"))
             if error is not None:
                 cell(test, "visible", False, "failed", g.explain(f"raised {error}"), t0)
             elif reply.get("stderr") is not False:

@@ -226,7 +226,7 @@ class Session:
         except JailDied:
             raise
         except BaseException:
-            self.jail.kill("the call was interrupted")
+            self.jail.kill("was stopped by the grader's time limit")
             raise
 
     def close(self) -> None:
