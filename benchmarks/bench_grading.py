@@ -135,7 +135,9 @@ def main() -> None:
             plain_scores = {n: gradebook_scores(course, n) for n in names}
         t0, c0 = time.perf_counter(), _children_cpu()
         for name in names:
-            result = pgrade(["autograde", name, "--jobs", str(args.jobs)], course)
+            result = pgrade(
+                ["autograde", name, "--skip-nbgrader", "--jobs", str(args.jobs)], course
+            )
             if result.returncode != 0:
                 raise SystemExit(result.stderr[-3000:])
         trusted, trusted_cpu = time.perf_counter() - t0, _children_cpu() - c0
