@@ -84,6 +84,7 @@ def measure(
     *,
     batch_size: int = 8,
     timeout: float = 5.0,
+    entropy_coef: float = 0.0,
     **_: Any,
 ) -> dict[str, Any]:
     """Learner side: the exact E[−∇L] of ``loss_fn`` on each instance, as plain numbers."""
@@ -94,6 +95,9 @@ def measure(
         return failed(ErrorKind.VOCABULARY, str(exc))
     try:
         main, mixing = resolve(problem, names)
+        if entropy_coef:
+            main = _with_entropy(main, problem)
+            mixing = [p for p in mixing if hasattr(p, "entropy_objective")]
     except (KeyError, ValueError) as exc:
         return failed(ErrorKind.PROBLEM, str(exc).strip("'\""))
     ev = Evaluator(loss_fn, names, timeout=timeout)
@@ -143,9 +147,13 @@ def judge(
     *,
     accept_missing_gamma_t: bool = False,
     batch_size: int = 8,
+    entropy_coef: float = 0.0,
     **_: Any,
 ) -> Report:
-    """Reference side: compare E[ĝ] with ∇J, decompose, diagnose, explain."""
+    """Reference side: compare E[ĝ] with ∇J, decompose, diagnose, explain.
+
+    With ``entropy_coef`` β ≠ 0 the target is ∇(J + β E[Σ_t γ^t H(π(·|s_t))]) instead of ∇J.
+    """
     notes = _output_notes(measurement)
     if "error" in measurement:
         err = measurement["error"]
@@ -159,6 +167,11 @@ def judge(
         if g.shape != prob.theta0.shape or not torch.isfinite(g).all():
             return Report.error("the measurement does not fit the problem", check=NAME)
     gjs = [grad_j(p) for p in probs]
+    if entropy_coef:
+        if not all(hasattr(p, "entropy_objective") for p in probs):
+            return Report.error(_NO_ENTROPY, check=NAME, diagnosis=ErrorKind.PROBLEM)
+        gjs = [gj + entropy_coef * _entropy_grad(p) for gj, p in zip(gjs, probs, strict=True)]
+        notes = notes + [_ENTROPY_NOTE.format(beta=entropy_coef)]
     reductions = {e["reduction"] for e in measurement["instances"]}
     if "one-at-a-time" in reductions:
         notes = notes + [text.ONE_AT_A_TIME]
@@ -211,6 +224,37 @@ def _output_notes(measurement: dict[str, Any]) -> list[str]:
     return [f"your loss printed (first lines shown):\n{shown}"]
 
 
+_NO_ENTROPY = (
+    "entropy_coef needs problems whose entropy objective E[Σ_t γ^t H(π(·|s_t))] is known in "
+    "closed form (the linear-Gaussian problems, e.g. 'lqg-sigma')"
+)
+_ENTROPY_NOTE = (
+    "Checked against the entropy-regularised objective J_β = J + β E[Σ_t γ^t H(π(·|s_t))] "
+    "with β = {beta:g}: '∇J' in the table is ∇J_β."
+)
+
+
+def _with_entropy(probs: list[Problem], spec: ProblemSpec) -> list[Problem]:
+    """The instances with a closed-form entropy objective (all of them if given explicitly)."""
+    kept = probs
+    if spec is None or spec == "default":
+        kept = [p for p in probs if hasattr(p, "entropy_objective")]
+    if not kept and probs:
+        raise ValueError(_NO_ENTROPY)
+    return kept
+
+
+def _entropy_grad(prob: Problem) -> Tensor:
+    """∇_θ E[Σ_t γ^t H(π(·|s_t))] at θ₀ by autograd of the closed form."""
+    theta = prob.theta0.detach().clone().requires_grad_(True)
+    with torch.enable_grad():
+        value = prob.entropy_objective(theta)  # type: ignore[attr-defined]
+        if not value.requires_grad:  # σ fixed: the entropy does not depend on θ
+            return torch.zeros_like(theta.detach())
+        (grad,) = torch.autograd.grad(value, theta)
+    return grad
+
+
 CHECK = Check(NAME, measure, judge)
 
 
@@ -221,6 +265,7 @@ def check_pseudo_loss(
     accept_missing_gamma_t: bool = False,
     batch_size: int = 8,
     timeout: float = 5.0,
+    entropy_coef: float = 0.0,
 ) -> Report:
     """Check that −∇_θ L of a pseudo-loss is an unbiased estimator of the policy gradient ∇J.
 
@@ -236,6 +281,8 @@ def check_pseudo_loss(
         accept_missing_gamma_t: accept Σ_t G_t ∇log π (the common convention without γ^t).
         batch_size: B used to express a sum over the batch as the scale α = B.
         timeout: seconds for all calls of ``loss_fn`` together.
+        entropy_coef: β; check against ∇(J + β E[Σ_t γ^t H(π(·|s_t))]) instead of ∇J, on
+            the problems where that objective is known in closed form (linear-Gaussian).
 
     Returns:
         A :class:`~pgcheck.report.Report` (truthy when passed).
@@ -247,4 +294,5 @@ def check_pseudo_loss(
         accept_missing_gamma_t=accept_missing_gamma_t,
         batch_size=batch_size,
         timeout=timeout,
+        entropy_coef=entropy_coef,
     )

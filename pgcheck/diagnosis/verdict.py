@@ -15,7 +15,14 @@ from typing import Any
 from torch import Tensor
 
 from pgcheck.diagnosis import mistakes as text
-from pgcheck.diagnosis.matching import RTOL, Found, decompose, diagnose, diagnose_weights
+from pgcheck.diagnosis.matching import (
+    RTOL,
+    Found,
+    decompose,
+    diagnose,
+    diagnose_offsets,
+    diagnose_weights,
+)
 from pgcheck.diagnosis.mistakes import MESSAGES, message_for
 from pgcheck.problems import Problem
 from pgcheck.report import Report, Row
@@ -56,7 +63,8 @@ class Evidence:
     @cached_property
     def found(self) -> Found | None:
         """The recognised mistake (code, β), matched by weights first, then by gradients."""
-        return diagnose_weights(self.weights) or diagnose(self.gs, self.probs, self.mode)
+        offset = diagnose_offsets(self.gs, self.probs) if self.mode != "mixing" else None
+        return offset or diagnose_weights(self.weights) or diagnose(self.gs, self.probs, self.mode)
 
     def numbers(self) -> str:
         """The instance where the vectors differ most, gradcheck-style."""
