@@ -437,7 +437,9 @@ def judge_log_prob(
         cols["max |diff|"] = float(np.nanmax(diff)) if finite.any() else float("inf")
         rows.append(Row(inst["name"], cols))
     if policy == "diag_gaussian":
-        norm_text = "each dimension is a 1-D Gaussian (∫ p(a) da = 1 is checked by policy='gaussian')"
+        norm_text = (
+            "each dimension is a 1-D Gaussian (∫ p(a) da = 1 is checked by policy='gaussian')"
+        )
     dist = "Categorical" if policy == "softmax" else "Normal"
     notes = output_notes(measurement)
     if mismatch:

@@ -185,6 +185,7 @@ def judge(
         weights=measurement.get("weights"),
         accept_missing_gamma_t=accept_missing_gamma_t,
         notes=notes,
+        names=list(measurement.get("names") or []),
         figure_data={
             "problem": probs[0].name,
             "grad_J": gjs[0].tolist(),

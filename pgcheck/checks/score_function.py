@@ -40,7 +40,12 @@ from pgcheck.errors import ErrorKind
 from pgcheck.report import Report, Row
 from pgcheck.sandbox import single_thread
 
-SCORE_POLICIES = ("softmax_linear", "gaussian_linear", "gaussian_linear_sigma", "diag_gaussian_linear")
+SCORE_POLICIES = (
+    "softmax_linear",
+    "gaussian_linear",
+    "gaussian_linear_sigma",
+    "diag_gaussian_linear",
+)
 SCORE_OPTIONS = ["policy", "timeout", "rtol", "atol"]
 
 

@@ -407,9 +407,10 @@ def entropy_bonus(
 ) -> Tensor:
     """Correct estimator minus 1 · Σ_t γ^t H(π(·|s_t)): the gradient of J + E[Σ_t γ^t H_t]."""
     H = dist.entropy()
-    return reward_to_go(log_probs, q_values, gamma, mask) - (
-        discounts(gamma, mask.shape[1]) * H * mask
-    ).sum(-1).mean()
+    return (
+        reward_to_go(log_probs, q_values, gamma, mask)
+        - (discounts(gamma, mask.shape[1]) * H * mask).sum(-1).mean()
+    )
 
 
 #: (diagnosis code, loss) for Gaussian pseudo-losses, matched after the reference bank.

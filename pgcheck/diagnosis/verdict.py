@@ -45,6 +45,7 @@ class Evidence:
     rows: list[Row] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     figure_data: dict[str, Any] | None = None
+    names: list[str] = field(default_factory=list)  # the inputs the loss asked for
 
     @cached_property
     def parts(self) -> list[tuple[float, float, float]]:
@@ -63,7 +64,9 @@ class Evidence:
     @cached_property
     def found(self) -> Found | None:
         """The recognised mistake (code, β), matched by weights first, then by gradients."""
-        offset = diagnose_offsets(self.gs, self.probs) if self.mode != "mixing" else None
+        # an added entropy term needs the entropy: only a loss given `dist` or `std` has it
+        entropy_possible = self.mode != "mixing" and bool({"dist", "std"} & set(self.names))
+        offset = diagnose_offsets(self.gs, self.probs) if entropy_possible else None
         return offset or diagnose_weights(self.weights) or diagnose(self.gs, self.probs, self.mode)
 
     def numbers(self) -> str:

@@ -170,11 +170,11 @@ def build_inputs(
         "mask": lambda: mask.clone(),
         "gamma": lambda: float(traj.gamma),
         "states": lambda: states.clone(),
-        "observations": lambda: torch.nn.functional.one_hot(states, problem.n_states).to(
-            torch.float64
-        )
-        if not hasattr(traj, "observations")
-        else traj.observations.clone(),
+        "observations": lambda: (
+            torch.nn.functional.one_hot(states, problem.n_states).to(torch.float64)
+            if not hasattr(traj, "observations")
+            else traj.observations.clone()
+        ),
         "lengths": lambda: traj.lengths.clone(),
         "q_values": lambda: traj.reward_to_go.clone(),
         "returns": lambda: traj.returns.clone(),
