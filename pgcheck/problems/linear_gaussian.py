@@ -25,7 +25,8 @@ quadratic, the score (a−μ)/σ² x(s) and (a−μ)²/σ² − 1 of degree ≤ 
 the default n = 5 (degree 9) also covers the polynomial mistakes (σ for σ², a missing
 log σ, a squared return: degree ≤ 6). Non-polynomial integrands (a density used in place of
 a log-density) are integrated only approximately. :meth:`support` returns the grid as
-trajectories with their weights, so :mod:`pgcheck.exact` computes E[∇L] as a weighted sum, with no sampling noise.
+trajectories with their weights, so :mod:`pgcheck.exact` computes E[∇L] as a weighted sum,
+with no sampling noise.
 
 ∇J comes as (i) autograd of the closed form, (ii) the policy gradient theorem
 E[Σ_t γ^t G_t ∇log π(a_t|s_t)] by quadrature with the analytic score (no autograd), and
