@@ -1,0 +1,1 @@
+"""pgcourse: the code the course notebooks derive once and import afterwards."""
