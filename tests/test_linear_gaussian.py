@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import math
 
+import numpy as np
 import pytest
 import torch
 from torch.distributions import Normal
@@ -322,3 +323,84 @@ def test_score_function_diagonal_gaussian() -> None:
 
     r = pgcheck.check_score_function(not_squared, policy="diag_gaussian_linear")
     assert not r.passed and r.diagnosis == "sigma_not_squared"
+
+
+# ============================================================================ continuous rollout
+def _good_collect(env, policy, n_episodes, rng):
+    low, high = env.action_space.low, env.action_space.high
+    eps = []
+    for _ in range(n_episodes):
+        obs, _ = env.reset()
+        rows = []
+        done = False
+        while not done:
+            a = np.asarray(policy.act(obs, rng), dtype=np.float64)
+            nxt, r, terminated, truncated, _ = env.step(np.clip(a, low, high))
+            rows.append((obs, a, r))
+            obs, done = nxt, terminated or truncated
+        eps.append(rows)
+    T = max(len(e) for e in eps)
+    out = {
+        "observations": torch.zeros(len(eps), T, 3, dtype=torch.float64),
+        "actions": torch.zeros(len(eps), T, 1, dtype=torch.float64),
+        "rewards": torch.zeros(len(eps), T, dtype=torch.float64),
+        "mask": torch.zeros(len(eps), T, dtype=torch.float64),
+    }
+    for i, e in enumerate(eps):
+        for t, (o, a, r) in enumerate(e):
+            out["observations"][i, t] = torch.as_tensor(o)
+            out["actions"][i, t] = torch.as_tensor(a)
+            out["rewards"][i, t] = r
+            out["mask"][i, t] = 1.0
+    return out
+
+
+def test_continuous_rollout_accepts_a_correct_loop() -> None:
+    r = pgcheck.check_continuous_rollout(_good_collect)
+    assert r.passed, r.message
+
+
+def test_continuous_rollout_names_storing_the_clipped_action() -> None:
+    def loop(env, policy, n_episodes, rng):
+        class Clipping:
+            def act(self, obs, rng):
+                return np.clip(policy.act(obs, rng), -1.0, 1.0)
+
+        return _good_collect(env, Clipping(), n_episodes, rng)
+
+    r = pgcheck.check_continuous_rollout(loop)
+    assert not r.passed and r.diagnosis == "stores_clipped_action"
+
+
+def test_continuous_rollout_names_an_unclipped_env_action_and_a_missed_truncation() -> None:
+    def unclipped(env, policy, n_episodes, rng):
+        class Wide:
+            low, high = np.array([-1e9]), np.array([1e9])
+
+        class Env:
+            action_space = Wide()
+
+            def reset(self, **kw):
+                return env.reset(**kw)
+
+            def step(self, a):
+                return env.step(a)
+
+        return _good_collect(Env(), policy, n_episodes, rng)
+
+    def terminated_only(env, policy, n_episodes, rng):
+        class Env:
+            action_space = env.action_space
+
+            def reset(self, **kw):
+                return env.reset(**kw)
+
+            def step(self, a):
+                o, r, term, _trunc, info = env.step(a)
+                return o, r, term, False, info
+
+        return _good_collect(Env(), policy, n_episodes, rng)
+
+    assert pgcheck.check_continuous_rollout(unclipped).diagnosis == "env_not_clipped"
+    assert pgcheck.check_continuous_rollout(terminated_only).diagnosis == "episode_end"
+    assert pgcheck.check_continuous_rollout(lambda e, p, n, r: 3).verdict == "error"

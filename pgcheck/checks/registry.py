@@ -9,6 +9,7 @@ outside pgcheck (e.g. a course's own check) calls :func:`register`.
 from __future__ import annotations
 
 from pgcheck.checks import (
+    continuous_rollout,
     log_prob,
     pseudo_loss,
     returns,
@@ -30,6 +31,7 @@ BUILT_IN: tuple[Check, ...] = (
     returns.CHECK,
     rollout.CHECK,
     value_loss.CHECK,
+    continuous_rollout.CHECK,
 )
 
 #: name -> check.
