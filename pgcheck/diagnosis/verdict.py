@@ -63,7 +63,7 @@ class Evidence:
 
     @cached_property
     def found(self) -> Found | None:
-        """The recognised mistake (code, β), matched by weights first, then by gradients."""
+        """The recognised mistake (code, β): an added entropy term, then weights, then gradients."""
         # an added entropy term needs the entropy: only a loss given `dist` or `std` has it
         entropy_possible = self.mode != "mixing" and bool({"dist", "std"} & set(self.names))
         offset = diagnose_offsets(self.gs, self.probs) if entropy_possible else None
