@@ -15,6 +15,7 @@ exact expectation of a learner's gradient) → :mod:`pgcheck.diagnosis` (naming 
 """
 
 from pgcheck import grading, problems
+from pgcheck.checks.continuous_rollout import check_continuous_rollout
 from pgcheck.checks.gae import check_gae
 from pgcheck.checks.log_prob import check_log_prob
 from pgcheck.checks.ppo_surrogate import check_ppo_surrogate
@@ -38,6 +39,7 @@ __all__ = [
     "VOCABULARY",
     "ErrorKind",
     "Report",
+    "check_continuous_rollout",
     "check_log_prob",
     "check_pseudo_loss",
     "check_returns",

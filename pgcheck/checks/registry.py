@@ -9,6 +9,7 @@ outside pgcheck (e.g. a course's own check) calls :func:`register`.
 from __future__ import annotations
 
 from pgcheck.checks import (
+    continuous_rollout,
     gae,
     log_prob,
     ppo_surrogate,
@@ -36,6 +37,7 @@ BUILT_IN: tuple[Check, ...] = (
     td_target.CHECK,
     gae.CHECK,
     ppo_surrogate.CHECK,
+    continuous_rollout.CHECK,
 )
 
 #: name -> check.

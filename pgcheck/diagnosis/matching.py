@@ -20,7 +20,7 @@ import torch
 from torch import Tensor
 
 from pgcheck.diagnosis import estimators
-from pgcheck.exact.references import reference_expectation
+from pgcheck.exact.references import grad_j, reference_expectation
 from pgcheck.exact.vocabulary import provides, requested_names
 from pgcheck.problems import Problem, Trajectories, find
 
@@ -65,7 +65,7 @@ def match_factor(gs: Sequence[Tensor], refs: Sequence[Tensor]) -> float | None:
 
 def diagnose(gs: list[Tensor], probs: list[Problem], mode: str) -> Found | None:
     """The first reference whose expected gradients match the learner's up to a factor β."""
-    bank = estimators.reference_bank()
+    bank = estimators.reference_bank() + list(estimators.GAUSSIAN_MISTAKES.items())
     if mode == "mixing":
         bank = estimators.mixing_bank() + bank
     for code, fn in bank:
@@ -79,6 +79,33 @@ def diagnose(gs: list[Tensor], probs: list[Problem], mode: str) -> Found | None:
         refs = [reference_expectation(code, fn, p, ref_mode) for p in probs]
         beta = match_factor(gs, refs)
         if beta is not None and code != "correct":
+            return code, beta
+    return None
+
+
+def diagnose_offsets(gs: list[Tensor], probs: list[Problem]) -> Found | None:
+    """A mistake that adds a term: E[ĝ] − ∇J = β (E[ĝ_ref] − E[ĝ_correct]) on every instance
+    for one β > 0 (e.g. an entropy bonus with the learner's coefficient β)."""
+    for code, fn, base in estimators.OFFSET_MISTAKES:
+        if not all(provides(p, requested_names(fn)) for p in probs):
+            continue
+        offsets = [
+            reference_expectation(code, fn, p, "separable")
+            - reference_expectation("correct", base, p, "separable")
+            for p in probs
+        ]
+        if all(float(o.abs().max()) == 0.0 for o in offsets):
+            continue
+        gjs = [grad_j(p) for p in probs]
+        residuals = [g - gj for g, gj in zip(gs, gjs, strict=True)]
+        num = sum(float(r @ o) for r, o in zip(residuals, offsets, strict=True))
+        beta = num / sum(float(o @ o) for o in offsets)
+        # residuals are differences of nearly equal vectors: allow rounding relative to ∇J
+        if beta > 0 and all(
+            float((r - beta * o).norm())
+            <= MATCH_RTOL * max(float(r.norm()), beta * float(o.norm())) + 1e-12 * float(gj.norm())
+            for r, o, gj in zip(residuals, offsets, gjs, strict=True)
+        ):
             return code, beta
     return None
 

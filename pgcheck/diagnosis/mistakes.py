@@ -207,6 +207,55 @@ MISTAKES: tuple[Mistake, ...] = (
             "γ^{2t} G_t. The weight is γ^t G_t."
         ),
     ),
+    Mistake(
+        "gaussian_missing_log_sigma",
+        "log π = −(a−μ)²/(2σ²) − ½ log 2π (no −log σ), σ learned",
+        (
+            "Your hand-written Gaussian log-density leaves out −log σ. With σ fixed that "
+            "constant does not matter, but σ is learned here: without −log σ the gradient "
+            "always pushes σ up. Use log N(a; μ, σ²) = −(a−μ)²/(2σ²) − log σ − ½ log 2π "
+            "(or dist.log_prob(actions))."
+        ),
+    ),
+    Mistake(
+        "gaussian_sigma_for_variance",
+        "log π = −(a−μ)²/(2σ) − log σ − ½ log 2π",
+        (
+            "Your Gaussian log-density divides by 2σ where 2σ² belongs: std is σ, the variance"
+            " is std**2. Use −(a−μ)²/(2σ²) − log σ − ½ log 2π."
+        ),
+    ),
+    Mistake(
+        "gaussian_variance_as_std",
+        "Normal(μ, σ²) instead of Normal(μ, σ)",
+        (
+            "You pass the variance σ² where torch.distributions.Normal expects the standard "
+            "deviation σ (its `scale`). Use Normal(mean, std)."
+        ),
+    ),
+    Mistake(
+        "gaussian_mean_blocked",
+        "log π = log N(a; μ.detach(), σ²): no gradient through the mean",
+        (
+            "No gradient reaches θ through the mean of your Gaussian: the mean is detached "
+            "(.detach(), .item(), numpy or torch.tensor(...)), so only σ would learn. Keep "
+            "mean on the autograd graph; detach only the returns."
+        ),
+    ),
+    Mistake(
+        "entropy_bonus",
+        "L = L_PG − β Σ_t γ^t H(π(·|s_t)): E[ĝ] = ∇J + β E[Σ_t γ^t ∇H_t]",
+        (
+            "Your loss adds a positive multiple β of the entropy bonus Σ_t γ^t H(π(·|s_t)), so"
+            " its gradient is that of a different objective, J + β E[Σ_t γ^t H] (exactly so "
+            "when σ does not depend on s): it keeps exploring instead of climbing J. That is "
+            "a choice, not an error; pass entropy_coef=β to check it against that objective. "
+            "If you never added an entropy term: a return built from log_probs (e.g. rewards "
+            "minus α·log π) that you did not .detach() adds the same term once more (β = 2α "
+            "instead of α); detach the return. (Returns, rewards and q_values from the "
+            "environment carry no gradient, so detaching them changes nothing.)"
+        ),
+    ),
 )
 
 #: code -> message.

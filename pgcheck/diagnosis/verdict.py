@@ -14,7 +14,14 @@ from typing import Any
 from torch import Tensor
 
 from pgcheck.diagnosis import mistakes as text
-from pgcheck.diagnosis.matching import RTOL, Found, decompose, diagnose, diagnose_weights
+from pgcheck.diagnosis.matching import (
+    RTOL,
+    Found,
+    decompose,
+    diagnose,
+    diagnose_offsets,
+    diagnose_weights,
+)
 from pgcheck.diagnosis.mistakes import MESSAGES, message_for
 from pgcheck.problems import Problem
 from pgcheck.report import Report, Row
@@ -40,6 +47,7 @@ class Evidence:
     rows: list[Row] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     figure_data: dict[str, Any] | None = None
+    names: list[str] = field(default_factory=list)  # the inputs the loss asked for
 
     @cached_property
     def parts(self) -> list[tuple[float, float, float]]:
@@ -57,8 +65,11 @@ class Evidence:
 
     @cached_property
     def found(self) -> Found | None:
-        """The recognised mistake (code, β), matched by weights first, then by gradients."""
-        return diagnose_weights(self.weights) or diagnose(self.gs, self.probs, self.mode)
+        """The recognised mistake (code, β): an added entropy term, then weights, then gradients."""
+        # an added entropy term needs the entropy: only a loss given `dist` or `std` has it
+        entropy_possible = self.mode != "mixing" and bool({"dist", "std"} & set(self.names))
+        offset = diagnose_offsets(self.gs, self.probs) if entropy_possible else None
+        return offset or diagnose_weights(self.weights) or diagnose(self.gs, self.probs, self.mode)
 
     def numbers(self) -> str:
         """The instance where the vectors differ most, gradcheck-style."""

@@ -70,7 +70,9 @@ def policy_outputs(
     jac = torch.autograd.functional.jacobian
     if key not in _OUTPUT_CACHE:
         with torch.enable_grad():
-            if problem.action_kind == "gaussian":
+            if hasattr(problem, "step_outputs"):  # per-step outputs, built per batch
+                outputs, jacobians = {}, {}
+            elif problem.action_kind == "gaussian":
                 mean, std = problem.mean_std(theta)
                 outputs = {"mean": mean.detach(), "std": std.detach()}
                 jacobians = {
