@@ -74,6 +74,7 @@ def ppo_candidates(case: dict[str, Any]) -> dict[str, Answer]:
     rho, adv, eps = _parts(case)
     n = len(adv)
     right_value, right_grad = surrogate_answer(case)
+    assert right_grad is not None  # the surrogate's gradient is always part of its answer
     clip_rho = np.clip(rho, 1 - eps, 1 + eps)
     inside = (rho > 1 - eps) & (rho < 1 + eps)
     clip_adv = np.clip(adv, 1 - eps, 1 + eps)

@@ -38,6 +38,7 @@ from torch import Tensor
 from pgcheck.errors import ErrorKind, LearnerError
 from pgcheck.exact.vocabulary import build_inputs
 from pgcheck.problems import Problem, Trajectories
+from pgcheck.problems.base import CategoricalProblem, GaussianProblem
 from pgcheck.sandbox import call_learner
 
 #: Relative tolerance for "the same vector" in the probes (computations are float64 and exact).
@@ -72,22 +73,26 @@ def policy_outputs(
         with torch.enable_grad():
             if hasattr(problem, "step_outputs"):  # per-step outputs, built per batch
                 outputs, jacobians = {}, {}
-            elif problem.action_kind == "gaussian":
-                mean, std = problem.mean_std(theta)
+            elif isinstance(problem, GaussianProblem):
+                gaussian = problem
+                mean, std = gaussian.mean_std(theta)
                 outputs = {"mean": mean.detach(), "std": std.detach()}
                 jacobians = {
-                    "mean": jac(lambda th: problem.mean_std(th)[0], theta),
-                    "std": jac(lambda th: problem.mean_std(th)[1], theta),
+                    "mean": jac(lambda th: gaussian.mean_std(th)[0], theta),
+                    "std": jac(lambda th: gaussian.mean_std(th)[1], theta),
                 }
-            else:
+            elif isinstance(problem, CategoricalProblem):
                 outputs = {"logits": problem.policy.logits(theta).detach()}
                 jacobians = {"logits": problem.policy.logits_jacobian(theta)}
+            else:
+                raise TypeError(f"problem {problem.name!r} has no policy outputs to check")
         _OUTPUT_CACHE[key] = (outputs, jacobians)
     outputs, jacobians = _OUTPUT_CACHE[key]
-    if values and problem.action_kind != "gaussian" and "values" not in outputs:
+    if values and isinstance(problem, CategoricalProblem) and "values" not in outputs:
+        categorical = problem
         with torch.enable_grad():
-            outputs["values"] = problem.q_and_v(theta)[1].detach()
-            jacobians["values"] = jac(lambda th: problem.q_and_v(th)[1], theta)
+            outputs["values"] = categorical.q_and_v(theta)[1].detach()
+            jacobians["values"] = jac(lambda th: categorical.q_and_v(th)[1], theta)
     return outputs, jacobians
 
 

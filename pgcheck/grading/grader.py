@@ -422,38 +422,43 @@ def grade_one(
                 passed_functions.get(test.function_name, True) and passed
             )
             cell(test, "hidden", passed, status, message, t0)
-        for test in spec.visible:
+        for vtest in spec.visible:
             t0 = time.monotonic()
             if g.data is None:
-                cell(test, "visible", False, "refused", g.refused, t0)
+                cell(vtest, "visible", False, "refused", g.refused, t0)
                 continue
-            failing = sorted(f for f in test.functions if not passed_functions.get(f))
+            failing = sorted(f for f in vtest.functions if not passed_functions.get(f))
             session = g.session_or_none()
             if session is None:
-                cell(test, "visible", False, "not-run", g.start_failure, t0)
+                cell(vtest, "visible", False, "not-run", g.start_failure, t0)
                 continue
             try:
                 reply = session.request(
-                    {"op": "visible", "source": test.source, "label": f"test {test.grade_id}"},
+                    {"op": "visible", "source": vtest.source, "label": f"test {vtest.grade_id}"},
                     options.timeout,
                 )
             except JailDied as died:
                 cell(
-                    test, "visible", False, "failed", f"test cell {test.grade_id} {died.reason}", t0
+                    vtest,
+                    "visible",
+                    False,
+                    "failed",
+                    f"test cell {vtest.grade_id} {died.reason}",
+                    t0,
                 )
                 continue
             error = reply.get("error")
             if isinstance(error, dict):
                 error = str(error.get("message", "an error"))
             if error is not None:
-                cell(test, "visible", False, "failed", g.explain(f"raised {error}"), t0)
+                cell(vtest, "visible", False, "failed", g.explain(f"raised {error}"), t0)
             elif reply.get("stderr") is not False:
-                cell(test, "visible", False, "failed", "wrote to stderr", t0)
+                cell(vtest, "visible", False, "failed", "wrote to stderr", t0)
             elif failing:
-                cell(test, "visible", False, "failed",
+                cell(vtest, "visible", False, "failed",
                      "the hidden tests of " + ", ".join(failing) + " failed", t0)  # fmt: skip
             else:
-                cell(test, "visible", True, "passed", "", t0)
+                cell(vtest, "visible", True, "passed", "", t0)
     finally:
         g.close()
     return grades

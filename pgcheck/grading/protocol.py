@@ -151,7 +151,7 @@ def decode(obj: Any, handles: Handles | None = None, depth: int = 0) -> Any:
         raise ProtocolError("not a value")
     kind = obj.get("__t")
     if kind == "tensor":
-        dtype = _DTYPES.get(obj.get("dtype"))
+        dtype = _DTYPES.get(str(obj.get("dtype")))
         if dtype is None:
             return opaque_class(f"tensor of dtype {obj.get('dtype')}")(str(obj.get("dtype")))
         shape = _shape(obj.get("shape"))
@@ -281,14 +281,14 @@ class _JacobianFn(torch.autograd.Function):
     """value = f(inputs) with a backward from the Jacobians the child computed."""
 
     @staticmethod
-    def forward(ctx: Any, value: torch.Tensor, jacs: list[Any], *inputs: torch.Tensor) -> Any:  # type: ignore[override]
+    def forward(ctx: Any, value: torch.Tensor, jacs: list[Any], *inputs: torch.Tensor) -> Any:
         ctx.jacs = jacs
         ctx.shapes = [x.shape for x in inputs]
         ctx.dtypes = [x.dtype for x in inputs]
         return value.clone()
 
     @staticmethod
-    def backward(ctx: Any, grad_out: torch.Tensor) -> Any:  # type: ignore[override]
+    def backward(ctx: Any, grad_out: torch.Tensor) -> Any:
         grads: list[Any] = [None, None]
         flat = grad_out.reshape(-1).to(torch.float64)
         for jac, shape, dtype in zip(ctx.jacs, ctx.shapes, ctx.dtypes, strict=True):
@@ -320,7 +320,7 @@ class RemoteFunction:
         self.__name__ = name
         self.__qualname__ = name
         if params:
-            kinds = {k.name: k for k in type(inspect.Parameter.POSITIONAL_OR_KEYWORD)}
+            kinds = {k.name: k for k in inspect._ParameterKind}
             self.__signature__ = inspect.Signature(
                 [
                     inspect.Parameter(
@@ -410,7 +410,7 @@ class RemoteLoss:
             kind = {
                 "not_implemented": ErrorKind.NOT_IMPLEMENTED,
                 "timeout": ErrorKind.TIMEOUT,
-            }.get(err.get("kind"), ErrorKind.EXCEPTION)
+            }.get(str(err.get("kind")), ErrorKind.EXCEPTION)
             message_text = str(err.get("message", ""))[:500]
             if kind == ErrorKind.NOT_IMPLEMENTED:
                 message_text = (

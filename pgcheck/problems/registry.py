@@ -22,7 +22,13 @@ from pgcheck.problems.tabular import FiniteHorizonMDP, categorical_bandit, rando
 #: γ < 1 (catches a missing γ^t) and γ = 1; random termination (lengths differ: catches a
 #: forgotten mask and per-episode means); action-dependent rewards (catches off-by-one
 #: reward-to-go); non-uniform linear, tabular and MLP policies; H ≥ 3 (timing bugs).
-SUITE_NAMES = ("mdp-linear", "mdp-mlp", "mdp-tabular-undiscounted", "bandit", "gaussian")
+SUITE_NAMES: tuple[str, ...] = (
+    "mdp-linear",
+    "mdp-mlp",
+    "mdp-tabular-undiscounted",
+    "bandit",
+    "gaussian",
+)
 #: Multi-step linear-Gaussian instances (continuous states and actions): a learned log σ with
 #: γ < 1, and a fixed σ with γ = 1 and noisy dynamics. They catch the timing bugs a one-step
 #: bandit hides (a missing γ^t, reward-to-go off by one) for Gaussian losses.
