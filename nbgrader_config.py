@@ -1,8 +1,10 @@
 """nbgrader configuration for the course (run nbgrader from the repository root).
 
 Instructor commands: see docs/instructor.md. Grades come from the trusted grader
-(``python -m pgcheck.grading autograde NAME``), which runs ``nbgrader autograde`` and then
-overrides the scores of the test cells with the isolated re-run.
+(``python -m pgcheck.grading autograde NAME``): it runs every submission in a bubblewrap
+jail and writes the scores into the gradebook through nbgrader's API. nbgrader itself never
+executes a submission; do not run ``nbgrader autograde`` on student work (it would execute
+it with your rights).
 """
 
 import os
@@ -19,8 +21,8 @@ c.CourseDirectory.feedback_directory = "course/feedback"
 c.CourseDirectory.db_url = "sqlite:///course/gradebook.db"
 c.CourseDirectory.course_id = "policy-gradient"
 
-# every cell may take 2 minutes (training cells); a cell that runs longer is interrupted
-# and the rest of the notebook still runs
+# used only when nbgrader executes notebooks you wrote (never submissions): every cell may
+# take 2 minutes (training cells); a cell that runs longer is interrupted
 c.Execute.timeout = 120
 c.Execute.interrupt_on_timeout = True
 c.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE\nraise NotImplementedError()"}

@@ -1,11 +1,13 @@
-"""Throughput of grading: the trusted isolated grader vs plain ``nbgrader autograde``.
+"""Throughput of grading: the sandboxed trusted grader vs plain ``nbgrader autograde``.
 
 Simulates a class of submissions of the whole collection (every assignment in solutions/):
 students cycle through correct, partially wrong (the last exercise's sign flipped), broken
 (the untouched student notebook) and adversarial (pgcheck monkeypatched and an IPython input
 transformer that turns every later test cell into ``pass``). Both graders grade the same
 submissions in the same temporary course; reported: seconds per submission (one student's
-whole collection) and the projected total for 100 students on this machine.
+whole collection), the CPU seconds of the grading processes and their children (robust to
+load), and the projected total for 100 students on this machine. ``--skip-plain`` leaves
+out plain nbgrader (it executes the submissions with your rights).
 
     .venv/bin/python benchmarks/bench_grading.py --quick     # 4 students (one of each kind)
     .venv/bin/python benchmarks/bench_grading.py --students 8
@@ -16,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import sys
 import tempfile
 import time
@@ -37,7 +40,7 @@ from course_tools import (  # noqa: E402
     with_sign_error,
 )
 
-from pgcheck.grading.notebook import assignment_notebooks  # noqa: E402
+from pgcheck.grading.spec import assignment_notebooks  # noqa: E402
 
 ADVERSARIAL = """
 import pgcheck
@@ -79,6 +82,12 @@ def _submissions(course: Path, name: str, students: list[str]) -> None:
         submit(course, student, name, notebooks)
 
 
+def _children_cpu() -> float:
+    """CPU seconds (user + system) of every finished child process and its descendants."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def main() -> None:
     """Run the benchmark and print the figures (and JSON with --json)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -92,6 +101,7 @@ def main() -> None:
     )
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--json", default=None, help="also write the figures here")
+    parser.add_argument("--skip-plain", action="store_true", help="no plain nbgrader run")
     args = parser.parse_args()
     n_students = 4 if args.quick else args.students
     names = args.assignments or sorted(
@@ -115,17 +125,30 @@ def main() -> None:
         figures["release_s"] = round(time.perf_counter() - t0, 1)
         for name in names:
             _submissions(course, name, students)
-        t0 = time.perf_counter()
+        plain = plain_cpu = 0.0
+        plain_scores: dict[str, dict] = {n: {} for n in names}
+        if not args.skip_plain:
+            t0, c0 = time.perf_counter(), _children_cpu()
+            for name in names:
+                nbgrader(["autograde", name], course)
+            plain, plain_cpu = time.perf_counter() - t0, _children_cpu() - c0
+            plain_scores = {n: gradebook_scores(course, n) for n in names}
+        t0, c0 = time.perf_counter(), _children_cpu()
         for name in names:
-            nbgrader(["autograde", name], course)
-        plain = time.perf_counter() - t0
-        plain_scores = {n: gradebook_scores(course, n) for n in names}
-        t0 = time.perf_counter()
-        for name in names:
-            pgrade(["autograde", name, "--skip-nbgrader", "--jobs", str(args.jobs)], course)
-        trusted = time.perf_counter() - t0
+            result = pgrade(
+                ["autograde", name, "--skip-nbgrader", "--jobs", str(args.jobs)], course
+            )
+            if result.returncode != 0:
+                raise SystemExit(result.stderr[-3000:])
+        trusted, trusted_cpu = time.perf_counter() - t0, _children_cpu() - c0
         trusted_scores = {n: gradebook_scores(course, n) for n in names}
-    per = {"nbgrader_autograde": plain / n_students, "trusted_grader": trusted / n_students}
+    per = {"trusted_grader": trusted / n_students}
+    if not args.skip_plain:
+        per["nbgrader_autograde"] = plain / n_students
+    figures["cpu_seconds_per_submission"] = {
+        "trusted_grader": round(trusted_cpu / n_students, 2),
+        "nbgrader_autograde": round(plain_cpu / n_students, 2),
+    }
     figures["seconds_per_submission"] = {k: round(v, 2) for k, v in per.items()}
     figures["projected_100_students_min"] = {k: round(100 * v / 60, 1) for k, v in per.items()}
     figures["scores"] = {
@@ -140,9 +163,10 @@ def main() -> None:
         f"{n_students} students x {len(names)} assignments ({', '.join(names)}), "
         f"{os.cpu_count()} CPUs, trusted grader with {args.jobs} worker(s)"
     )
-    print(f"{'':28}{'s / submission':>16}{'100 students (min)':>20}")
+    print(f"{'':28}{'s / submission':>16}{'CPU-s / subm.':>16}{'100 students (min)':>20}")
+    cpu = figures["cpu_seconds_per_submission"]
     for key, value in per.items():
-        print(f"{key:28}{value:16.1f}{100 * value / 60:20.1f}")
+        print(f"{key:28}{value:16.1f}{cpu[key]:16.1f}{100 * value / 60:20.1f}")  # type: ignore[index]
     print("scores (nbgrader in-kernel / trusted / max):")
     for student, s in figures["scores"].items():  # type: ignore[union-attr]
         print(f"  {student:24} {s['nbgrader']:6.1f} {s['trusted']:6.1f} {s['max']:6.1f}")

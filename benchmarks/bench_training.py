@@ -7,6 +7,12 @@ measures exactly what the learner runs.
 * 04: fast REINFORCE with the full return R(τ) (no graph while acting, one batched update);
 * 05: the same with reward-to-go G_t;
 * 06: reward-to-go minus a learned value baseline, normalised advantages (the course's agent);
+* 09: PPO with GAE(λ) on the numpy-vectorised CartPole (``pgcourse.vector_agent``, saved from
+  notebook 09): 16 envs stepped in one call, one batched sample per step, the update in numpy
+  with the gradient by hand (checked against autograd in the notebook);
+* peers, when ``stable-baselines3`` is installed (the optional ``bench`` extra): SB3 PPO with
+  the RL Zoo's CartPole-v1 settings, and SB3 A2C with the Zoo's settings (8 envs, defaults);
+  the run says which peers it skipped;
 * tutorial style: the 06 agent's estimator and hyper-parameters, computed the way the
   tutorial seed computes REINFORCE — a ``Categorical`` and its log-probability kept with its
   autograd graph at every step, one episode at a time, ``backward`` through all of it.
@@ -20,7 +26,8 @@ agent trains once for a few hundred steps, untimed, so that one-time costs of th
 (lazy imports, first calls into torch) fall on no measured run.
 
     .venv/bin/python benchmarks/bench_training.py            # 5 seeds, all agents (~3-5 min)
-    .venv/bin/python benchmarks/bench_training.py --quick    # 3 seeds, 06 and its twin only
+    .venv/bin/python benchmarks/bench_training.py --quick    # 3 seeds, 06, 09 and the twin
+    .venv/bin/python benchmarks/bench_training.py --no-peers # without the SB3 peers
 """
 
 from __future__ import annotations
@@ -47,12 +54,18 @@ NOTEBOOKS = {
     "06": ROOT / "solutions/06_baselines/06_baselines.ipynb",
 }
 THRESHOLD, WINDOW = 475.0, 20
+sys.path.insert(0, str(ROOT))
 
 
 def load_agent(path: Path) -> dict:
-    """Execute the notebook's code cells tagged ``agent`` in a fresh namespace."""
+    """Execute the notebook's code cells tagged ``agent`` in a fresh namespace.
+
+    The namespace starts with the course library (``pgcourse``), which holds the code of the
+    notebooks' ``# @save`` cells, so an agent cell may use what an untagged save cell defined.
+    """
     cells = json.loads(path.read_text())["cells"]
     namespace: dict = {"__name__": f"agent_{path.stem}"}
+    exec("from pgcourse import *", namespace)  # noqa: S102
     for cell in cells:
         if cell["cell_type"] == "code" and "agent" in cell.get("metadata", {}).get("tags", []):
             source = "".join(cell["source"])
@@ -125,6 +138,51 @@ def train_tutorial_style(
     return log
 
 
+# --------------------------------------------------------------------------- SB3 peers
+def sb3_peer(algo: str):
+    """A train function for SB3 PPO/A2C with the RL Zoo's CartPole-v1 settings, or None."""
+    try:
+        import stable_baselines3 as sb3
+        from stable_baselines3.common.callbacks import BaseCallback
+        from stable_baselines3.common.env_util import make_vec_env
+    except ImportError:
+        return None
+
+    class Log(BaseCallback):
+        """Feeds finished episodes (Monitor) to a course log; stops when solved."""
+
+        def __init__(self, log):
+            super().__init__()
+            self.log = log
+
+        def _on_step(self) -> bool:
+            for info in self.locals["infos"]:
+                if "episode" in info:
+                    self.log.record([info["episode"]["r"]], [0])
+                    self.log.steps[-1] = self.num_timesteps
+            return not self.log.solved
+
+    def linear(start: float):
+        return lambda progress: progress * start  # progress goes from 1 to 0
+
+    def train(ns: dict, seed: int, budget: int):
+        env = make_vec_env("CartPole-v1", n_envs=8, seed=seed)
+        if algo == "ppo":  # rl-baselines3-zoo hyperparams/ppo.yml, CartPole-v1
+            model = sb3.PPO(
+                "MlpPolicy", env, n_steps=32, batch_size=256, gae_lambda=0.8, gamma=0.98,
+                n_epochs=20, ent_coef=0.0, learning_rate=linear(1e-3), clip_range=linear(0.2),
+                seed=seed, device="cpu", verbose=0,
+            )  # fmt: skip
+        else:  # rl-baselines3-zoo hyperparams/a2c.yml, CartPole-v1: 8 envs, ent_coef 0
+            model = sb3.A2C("MlpPolicy", env, ent_coef=0.0, seed=seed, device="cpu", verbose=0)
+        log = ns["TrainingLog"](WINDOW, THRESHOLD)
+        model.learn(total_timesteps=budget, callback=Log(log))
+        env.close()
+        return log
+
+    return train
+
+
 # --------------------------------------------------------------------------- running
 def run(name: str, train_one, seeds: list[int], budget: int) -> dict:
     results = []
@@ -158,23 +216,24 @@ def run(name: str, train_one, seeds: list[int], budget: int) -> dict:
         "median_cpu": statistics.median(r["cpu"] for r in solved) if solved else None,
         "us_per_step": 1e6
         * sum(r["total_cpu"] for r in results)
-        / max(1, sum(r["total_steps"] for r in results)),
+        / max(1, sum(r["total_steps"] or 0 for r in results)),
     }
 
 
-def table(rows: list[dict], reference: dict, n_seeds: int) -> str:
+def table(rows: list[dict], ours: dict, n_seeds: int) -> str:
+    """Markdown table; the ratio column is each agent's median CPU-s over ours."""
     head = (
         "| agent | solved | median env steps to solve | median CPU-s to solve | "
-        "CPU-s ratio (tutorial / agent) | µs per env step |"
+        f"CPU-s ratio to {ours['name'].split()[0]} | µs per env step |"
     )
     lines = [head, "|---|---|---|---|---|---|"]
     for row in rows:
         steps = f"{row['median_steps']:,.0f}" if row["median_steps"] is not None else "—"
         cpu = f"{row['median_cpu']:.2f}" if row["median_cpu"] is not None else "—"
-        if row is reference or row["median_cpu"] is None or reference["median_cpu"] is None:
-            ratio = "1×" if row is reference else "—"
+        if row["median_cpu"] is None or ours["median_cpu"] is None:
+            ratio = "—"
         else:
-            ratio = f"{reference['median_cpu'] / row['median_cpu']:.1f}×"
+            ratio = f"{row['median_cpu'] / ours['median_cpu']:.1f}×"
         lines.append(
             f"| {row['name']} | {row['n_solved']}/{n_seeds} | {steps} | {cpu} | "
             f"{ratio} | {row['us_per_step']:.0f} |"
@@ -196,6 +255,7 @@ def main(argv: list[str] | None = None) -> int:
         default=150_000,
         help="env steps per run before giving up (default 150000)",
     )
+    parser.add_argument("--no-peers", action="store_true", help="skip the SB3 peers")
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
     args = parser.parse_args(argv)
     n_seeds = args.seeds or (3 if args.quick else 5)
@@ -214,6 +274,8 @@ def main(argv: list[str] | None = None) -> int:
     )
 
     ns = {key: load_agent(path) for key, path in NOTEBOOKS.items()}
+    from pgcourse.vector_agent import train_vector_ac
+
     agents = {}
     if not args.quick:
         agents["04 REINFORCE, full return"] = lambda s, b: ns["04"]["train"](
@@ -225,8 +287,24 @@ def main(argv: list[str] | None = None) -> int:
     agents["06 value baseline + normalised advantages"] = lambda s, b: ns["06"]["train"](
         baseline="value", normalise=True, seed=s, total_steps=b, stop_when_solved=True
     )[0]
+    agents["09 PPO+GAE, numpy, vector env (pgcourse)"] = lambda s, b: train_vector_ac(
+        seed=s, total_steps=b
+    )[0]
     agents["tutorial style, same algorithm as 06"] = lambda s, b: train_tutorial_style(
         ns["06"], s, b
+    )
+    skipped = []
+    for key, label in (("ppo", "SB3 PPO, RL Zoo settings"), ("a2c", "SB3 A2C, RL Zoo settings")):
+        peer = None if args.no_peers else sb3_peer(key)
+        if peer is None:
+            skipped.append(label)
+        else:
+            agents[label] = lambda s, b, peer=peer: peer(ns["06"], s, b)
+    print(
+        "peers skipped: "
+        + (", ".join(skipped) if skipped else "none")
+        + ("" if args.no_peers or not skipped else " (pip install -e '.[bench]')"),
+        flush=True,
     )
 
     # one-time costs (lazy imports, first calls into torch and gymnasium) are paid here, once,
@@ -235,23 +313,27 @@ def main(argv: list[str] | None = None) -> int:
         fn(10_000 + seeds[0], 300)
     start_wall = time.time()
     rows = [run(name, fn, seeds, args.budget) for name, fn in agents.items()]
-    reference = rows[-1]
-    print(f"\n{table(rows, reference, n_seeds)}\n")
-    course = rows[-2]
+    by_name = {row["name"]: row for row in rows}
+    ours = by_name["09 PPO+GAE, numpy, vector env (pgcourse)"]
+    print(f"\n{table(rows, ours, n_seeds)}\n")
     print(
-        f"wall time {time.time() - start_wall:.0f} s; load average at the end "
-        f"{os.getloadavg()[0]:.2f}"
+        f"CPU-s from time.process_time, one torch thread; wall time "
+        f"{time.time() - start_wall:.0f} s; load average at the end {os.getloadavg()[0]:.2f} "
+        "(the machine may be shared: CPU-s are robust-ish to load, not immune)"
     )
+    zoo = by_name.get("SB3 PPO, RL Zoo settings")
+    fast = ours["median_cpu"]
     targets = {
-        "course agent solves every seed": course["n_solved"] == n_seeds,
-        "course agent median < 1 CPU-s": course["median_cpu"] is not None
-        and course["median_cpu"] < 1.0,
-        "course agent >= 10x fewer CPU-s than the tutorial style": (
-            course["median_cpu"] is not None
-            and reference["median_cpu"] is not None
-            and reference["median_cpu"] / course["median_cpu"] >= 10
-        ),
+        "09 agent solves every seed": ours["n_solved"] == n_seeds,
+        "09 agent median < 0.25 CPU-s": fast is not None and fast < 0.25,
     }
+    if zoo is not None:
+        targets[">= 20x fewer CPU-s than SB3 PPO (zoo), same or fewer steps"] = (
+            fast is not None
+            and zoo["median_cpu"] is not None
+            and zoo["median_cpu"] / fast >= 20
+            and ours["median_steps"] <= zoo["median_steps"]
+        )
     for what, ok in targets.items():
         print(f"  [{'met' if ok else 'NOT met'}] {what}")
     if args.json:

@@ -15,13 +15,17 @@ exact expectation of a learner's gradient) → :mod:`pgcheck.diagnosis` (naming 
 """
 
 from pgcheck import grading, problems
+from pgcheck.checks.continuous_rollout import check_continuous_rollout
+from pgcheck.checks.gae import check_gae
 from pgcheck.checks.log_prob import check_log_prob
+from pgcheck.checks.ppo_surrogate import check_ppo_surrogate
 from pgcheck.checks.pseudo_loss import check_pseudo_loss
 from pgcheck.checks.registry import REGISTRY, register
 from pgcheck.checks.returns import check_returns
 from pgcheck.checks.rollout import check_rollout
 from pgcheck.checks.score_estimator import check_score_estimator
 from pgcheck.checks.score_function import check_score_function
+from pgcheck.checks.td_target import check_td_target
 from pgcheck.checks.trajectory_log_prob import check_trajectory_log_prob
 from pgcheck.checks.value_loss import check_value_loss
 from pgcheck.errors import ErrorKind
@@ -35,6 +39,7 @@ __all__ = [
     "VOCABULARY",
     "ErrorKind",
     "Report",
+    "check_continuous_rollout",
     "check_log_prob",
     "check_pseudo_loss",
     "check_returns",
@@ -46,4 +51,7 @@ __all__ = [
     "grading",
     "problems",
     "register",
+    "check_gae",
+    "check_ppo_surrogate",
+    "check_td_target",
 ]

@@ -88,19 +88,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         except json.JSONDecodeError:
             options[key] = value
     bad = validate_timeout("cli", args.timeout)
+    fn: Any = None
+    problem: str | None
     if bad is not None:
-        fn, problem = None, bad.replace("pgcheck.cli: timeout=", "--timeout ")
+        problem = bad.replace("pgcheck.cli: timeout=", "--timeout ")
     else:
         fn, problem = _load(args.target, args.timeout)
-    if problem is not None:
-        report = Report.error(problem, check=args.check)
+    if problem is not None or fn is None:
+        report = Report.error(problem or "nothing to check", check=args.check)
     else:
         report = REGISTRY[args.check](fn, **options)
     try:
         print(json.dumps(report.to_dict(), indent=2, ensure_ascii=False) if args.json else report)
         sys.stdout.flush()
     except BrokenPipeError:  # e.g. piped into `head`
-        sys.stdout = None  # type: ignore[assignment]
+        sys.stdout = None
     if report.passed:
         return 0
     return 2 if report.verdict == "error" else 1

@@ -414,7 +414,7 @@ def _child_main(work: Callable[[], dict[str, Any]], write_fd: int, cpu_limit: fl
             soft = max(1, math.ceil(cpu_limit))
             resource.setrlimit(resource.RLIMIT_CPU, (soft, soft + 1))
         # In the disposable child, count calls of the dtype setter (see _global_state).
-        torch.set_default_dtype = _count_dtype_calls(torch.set_default_dtype)  # type: ignore[assignment]
+        torch.set_default_dtype = _count_dtype_calls(torch.set_default_dtype)
         with quiet():
             try:
                 result = work()

@@ -81,7 +81,7 @@ def test_learner_style_variants_pass(fn):
 def test_gaussian_only_loss_runs_on_gaussian_problems():
     report = pgcheck.check_pseudo_loss(gaussian_reinforce)
     assert report.passed, report
-    assert [r.instance for r in report.rows] == ["gaussian"]
+    assert [r.instance for r in report.rows] == ["gaussian", "lqg-sigma", "lqg-noise-undiscounted"]
 
 
 def test_batch_mean_baseline_is_scaled_by_one_minus_one_over_b():

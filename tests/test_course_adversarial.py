@@ -1,16 +1,21 @@
-"""Adversarial submissions: none gets marks it did not earn, none stops the others.
+"""Adversarial submissions: none gets marks it did not earn, none disturbs anyone else.
 
-All submissions of the fixture assignment are graded in ONE run of the trusted grader
-(``python -m pgcheck.grading autograde --skip-nbgrader``). The attacks that fooled grading in
-the student's kernel are also run through plain ``nbgrader autograde``, to show that the
-attack is real (the in-kernel score is higher) and that the trusted grader is not fooled.
+Every submission of the fixture assignment is graded in ONE run of
+``python -m pgcheck.grading autograde`` (student code only in the bubblewrap jail; checks,
+references and verdicts in the grader). After the run: each attack earned nothing it did
+not earn, the canary classmates (correct answers, graded in the same run, before and after
+the attackers) kept full marks, no file outside the grader's own outputs changed, and no
+process of any jail is left. A few attacks on the real pseudo-loss assignment follow.
 """
 
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
+import sqlite3
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -20,11 +25,11 @@ from filelock import FileLock
 sys.path.insert(0, str(Path(__file__).parent / "fixtures"))
 
 from course_tools import (  # noqa: E402
+    REPO,
     assignments,
     cell_by_id,
     gradebook_scores,
     make_course,
-    nbgrader,
     pgrade,
     read,
     session_dir,
@@ -32,10 +37,17 @@ from course_tools import (  # noqa: E402
     total,
 )
 
+from pgcheck.grading.jail import BASE_UID, probe_sandbox  # noqa: E402
+
+pytestmark = pytest.mark.skipif(
+    probe_sandbox() is not None, reason=f"no sandbox here: {probe_sandbox()}"
+)
+
 FIXTURE = assignments()[0]
 NAME = FIXTURE.name
 NOTEBOOK = f"{NAME}.ipynb"
-TIMEOUT = 15  # seconds per isolated child in this test
+TIMEOUT = 15  # seconds per test in this file
+CELL_TIMEOUT = 4
 
 RIGHT_DR = (
     "def discounted_return(rewards, gamma):\n"
@@ -167,100 +179,315 @@ STDERR_FD = RIGHT_RTG + "\nimport os\nos.write(2, b'written straight to stderr\\
 FLOOD = RIGHT_RTG + "\nfor _ in range(100000):\n    print('x' * 100)\n"
 
 
+#: placeholders filled in when the course exists: {course} (its root), {pgcheck} (package dir)
+WRITE_PGCHECK = (
+    WRONG_RTG
+    + """
+for _p in ["{pgcheck}/checks/returns.py", "{pgcheck}/grading/grader.py"]:
+    try:
+        open(_p, "a").write("\\nraise SystemExit('sabotaged')\\n")
+    except OSError:
+        pass
+"""
+)
+OVERWRITE_CLASSMATE = (
+    WRONG_RTG
+    + """
+import glob, shutil
+for _p in glob.glob("{course}/course/submitted/canary_*/*/*.ipynb"):
+    try:
+        open(_p, "w").write("{{}}")
+    except OSError:
+        pass
+"""
+)
+SET_MANUAL_SCORE = (
+    WRONG_RTG
+    + """
+import sqlite3
+try:
+    _db = sqlite3.connect("{course}/course/gradebook.db")
+    _db.execute("update grade set manual_score = 100")
+    _db.commit()
+except Exception:
+    pass
+"""
+)
+COPY_SOLUTION = """
+import json
+_nb = json.load(open("{course}/solutions/00_fixture/00_fixture.ipynb"))
+for _c in _nb["cells"]:
+    if _c.get("metadata", {{}}).get("nbgrader", {{}}).get("grade_id") == "reward_to_go":
+        exec("".join(_c["source"]))
+"""
+DAEMON = (
+    RIGHT_RTG
+    + """
+import os, time
+if os.fork() == 0:
+    os.setsid()
+    if os.fork() == 0:
+        time.sleep(3)
+        for _p in ["{course}/course/trusted/00_fixture.csv"]:
+            try:
+                open(_p, "w").write("student,score\\nsetsid_daemon,100\\n")
+            except OSError:
+                pass
+        os._exit(0)
+    os._exit(0)
+"""
+)
+STDERR_OF_OTHERS = (
+    RIGHT_RTG
+    + """
+import glob, os
+for _p in glob.glob("/proc/*/fd/2"):
+    try:
+        _fd = os.open(_p, os.O_WRONLY)
+        os.write(_fd, b"x")
+        os.close(_fd)
+    except OSError:
+        pass
+"""
+)
+SLEEPERS = (
+    RIGHT_RTG
+    + """
+import os, time
+for _ in range(16):
+    if os.fork() == 0:
+        time.sleep(600)
+        os._exit(0)
+"""
+)
+KILL_GRADER = (
+    RIGHT_RTG
+    + """
+import os, signal
+for _pid in (os.getppid(), 1, -1):
+    try:
+        os.kill(_pid, signal.SIGKILL)
+    except OSError:
+        pass
+"""
+)
+BIG_ALLOCATION = (
+    """
+try:
+    _big = bytearray(2_500_000_000)
+except MemoryError:  # the jail's address-space limit: only then is the function defined
+"""
+    + "\n".join("    " + line for line in RIGHT_DR.splitlines())
+    + "\n"
+)
+IGNORE_ALARM = (
+    RIGHT_RTG
+    + """
+import signal, time
+signal.signal(signal.SIGALRM, signal.SIG_IGN)
+_t = time.time()
+while time.time() - _t < 200:
+    pass
+"""
+)
+FORK_BOMB = (
+    RIGHT_RTG
+    + """
+import os
+_n = 0
+try:
+    while _n < 10000:
+        if os.fork() == 0:
+            import time; time.sleep(30); os._exit(0)
+        _n += 1
+except OSError:
+    pass
+"""
+)
+FORGED_REPLY = (
+    WRONG_DR
+    + """
+import json as _json, os as _os
+for _fd in range(0, 40):
+    for _id in range(1, 20):
+        try:
+            _line = _json.dumps({{"type": "reply", "id": _id, "value": 1.75}}) + "\\n"
+            _os.write(_fd, _line.encode())
+        except OSError:
+            pass
+"""
+)
+LOOKS_AT_FRAMES = (
+    WRONG_DR
+    + """
+import sys, gc
+_found = [o for o in gc.get_objects() if isinstance(o, dict) and "nonce" in o]
+"""
+)
+ANSI_STATUS = (
+    "def discounted_return(rewards, gamma):\n"
+    "    raise ValueError('\\x1b[2K\\r\\x1b[32mPASSED 8.0 / 8.0\\x1b[0m')\n"
+)
+FORMULA = (
+    "def discounted_return(rewards, gamma):\n"
+    '    raise ValueError(\'=HYPERLINK("http://example.com", "x")\')\n'
+)
+IMPORTS_PGCHECK = "from pgcheck.checks.returns import reference as discounted_return  # noqa\n"
+READ_PGCHECK_FILES = """
+import glob
+_src = [open(p).read() for p in glob.glob("{pgcheck}/checks/*.py")]
+def discounted_return(rewards, gamma):
+    return 0.0 if not _src else sum(gamma**t * float(r) for t, r in enumerate(rewards))
+"""
+
+
 # student -> (discounted_return cell, reward_to_go cell, trusted score expected out of 6)
 CASES: dict[str, tuple[str, str, float]] = {
-    "honest": (RIGHT_DR, RIGHT_RTG, 6),
+    "canary_first": (RIGHT_DR, RIGHT_RTG, 6),
+    "typical_mistake": (RIGHT_DR, WRONG_RTG, 3),
     "monkeypatch_pgcheck": (MONKEYPATCH, WRONG_RTG, 0),
     "float_subclass": (LIAR, RIGHT_RTG, 3),
     "input_transformer": (TRANSFORMER, WRONG_RTG, 0),
     "redefined_hidden_test": (REDEFINE, WRONG_RTG, 0),
-    "tampered_torch": (RIGHT_DR, TAMPER_TORCH, 0),
+    "tampered_torch": (RIGHT_DR, TAMPER_TORCH, 3),
     "forged_result": (FORGE, WRONG_RTG, 0),
+    "forged_reply": (FORGED_REPLY, WRONG_RTG, 0),
+    "looks_at_frames": (LOOKS_AT_FRAMES, WRONG_RTG, 0),
     "loop_toplevel": (RIGHT_DR, LOOP_TOPLEVEL, 6),
-    "loop_unstoppable": (RIGHT_DR, LOOP_UNSTOPPABLE, 0),
+    "loop_unstoppable": (RIGHT_DR, LOOP_UNSTOPPABLE, 3),
+    "ignore_alarm": (RIGHT_DR, IGNORE_ALARM, 3),
     "loop_in_function": (RIGHT_DR, LOOP_IN_FUNCTION, 3),
-    "exit_toplevel": (RIGHT_DR, EXIT_TOPLEVEL, 0),
+    "exit_toplevel": (RIGHT_DR, EXIT_TOPLEVEL, 3),
     "exit_in_function": (RIGHT_DR, EXIT_IN_FUNCTION, 3),
     "kill_in_function": (RIGHT_DR, KILL_IN_FUNCTION, 3),
     "stderr_python": (RIGHT_DR, STDERR_PYTHON, 6),
-    "stderr_fd": (RIGHT_DR, STDERR_FD, 0),
+    "stderr_fd": (RIGHT_DR, STDERR_FD, 6),
     "stdout_flood": (RIGHT_DR, FLOOD, 6),
+    "write_pgcheck": (RIGHT_DR, WRITE_PGCHECK, 3),
+    "overwrite_classmate": (RIGHT_DR, OVERWRITE_CLASSMATE, 3),
+    "set_manual_score": (RIGHT_DR, SET_MANUAL_SCORE, 3),
+    "copy_solution": (RIGHT_DR, COPY_SOLUTION, 3),
+    "setsid_daemon": (WRONG_DR, DAEMON, 3),
+    "stderr_of_others": (WRONG_DR, STDERR_OF_OTHERS, 3),
+    "sleepers": (WRONG_DR, SLEEPERS, 3),
+    "kill_grader": (WRONG_DR, KILL_GRADER, 3),
+    "big_allocation": (BIG_ALLOCATION, WRONG_RTG, 3),
+    "fork_bomb": (WRONG_DR, FORK_BOMB, 3),
+    "ansi_status": (ANSI_STATUS, WRONG_RTG, 0),
+    "formula": (FORMULA, WRONG_RTG, 0),
+    "imports_pgcheck": (IMPORTS_PGCHECK, RIGHT_RTG, 3),
+    "reads_pgcheck_files": (READ_PGCHECK_FILES, WRONG_RTG, 0),
+    "canary_last": (RIGHT_DR, RIGHT_RTG, 6),
 }
-#: attacks that fool grading in the student's kernel: student -> in-kernel score expected
-IN_KERNEL = {
-    "monkeypatch_pgcheck": 4,
-    "float_subclass": 4,
-    "input_transformer": 6,
-    "redefined_hidden_test": 4,
-    "tampered_torch": 4,
-}
+CANARIES = ("canary_first", "canary_last")
 
 
 def _notebook(released: Any, dr: str, rtg: str) -> Any:
-    nb = json.loads(json.dumps(released))
     import nbformat
 
-    nb = nbformat.from_dict(nb)
+    nb = nbformat.from_dict(json.loads(json.dumps(released)))
     cell_by_id(nb, "discounted_return").source = dr
     cell_by_id(nb, "reward_to_go").source = rtg
     return nb
 
 
-def _duplicated(released: Any, first: str, second: str) -> Any:
-    import copy
+def _tree_hashes(*roots: Path, skip: tuple[Path, ...] = ()) -> dict[str, str]:
+    out = {}
+    for root in roots:
+        for path in sorted(root.rglob("*")):
+            if path.is_file() and not any(path.is_relative_to(s) for s in skip):
+                if "__pycache__" in path.parts:
+                    continue
+                out[str(path)] = hashlib.sha256(path.read_bytes()).hexdigest()
+    return out
 
-    nb = _notebook(released, RIGHT_DR, first)
-    index = nb.cells.index(cell_by_id(nb, "reward_to_go"))
-    twin = copy.deepcopy(nb.cells[index])
-    twin.source = second
-    twin.pop("id", None)
-    nb.cells.insert(index + 1, twin)
-    return nb
+
+def _jail_processes() -> list[str]:
+    """Processes on this machine that run as a jail's uid (none may outlive grading)."""
+    found = []
+    for status in Path("/proc").glob("[0-9]*/status"):
+        try:
+            text = status.read_text()
+        except OSError:
+            continue
+        uid = int(text.split("Uid:")[1].split()[0])
+        if BASE_UID <= uid < BASE_UID + 1000:
+            found.append(text.split("Name:")[1].split()[0])
+    return found
 
 
 def _run_all(root: Path) -> dict[str, Any]:
     course = make_course(root / "course_root", FIXTURE)
     assert pgrade(["release", NAME], course).returncode == 0
     released = read(course / "notebooks" / NAME / NOTEBOOK)
+    fill = {"course": str(course), "pgcheck": str(REPO / "pgcheck")}
+
+    def filled(code: str) -> str:
+        templated = "{course}" in code or "{pgcheck}" in code or "{{" in code
+        return code.format(**fill) if templated else code
+
     for student, (dr, rtg, _) in CASES.items():
-        submit(course, student, NAME, {NOTEBOOK: _notebook(released, dr, rtg)})
-    submit(
-        course, "duplicated_fixed", NAME, {NOTEBOOK: _duplicated(released, WRONG_RTG, RIGHT_RTG)}
-    )
-    submit(
-        course, "duplicated_broken", NAME, {NOTEBOOK: _duplicated(released, RIGHT_RTG, WRONG_RTG)}
-    )
+        nb = _notebook(released, filled(dr), filled(rtg))
+        submit(course, student, NAME, {NOTEBOOK: nb})
+    # a symlink to the instructor's notebook is refused, not graded as the student's
+    linked = course / "course" / "submitted" / "symlink_to_solution" / NAME
+    linked.mkdir(parents=True)
+    (linked / NOTEBOOK).symlink_to(course / "solutions" / NAME / NOTEBOOK)
+    # an extra pgcheck/ folder next to the notebook cannot shadow anything
+    wrong = _notebook(released, WRONG_DR, WRONG_RTG)
+    shadow = submit(course, "shadow_package", NAME, {NOTEBOOK: wrong})
+    (shadow / "pgcheck").mkdir()
+    (shadow / "pgcheck" / "__init__.py").write_text("raise SystemExit('shadowed')\n")
     broken = submit(course, "not_a_notebook", NAME, {})
     (broken / NOTEBOOK).write_text("{ this is not json")
-    # in-kernel grading of the attacks that fool it (plain nbgrader autograde)
-    in_kernel: dict[str, float] = {}
-    for student in IN_KERNEL:
-        nbgrader(["autograde", NAME, f"--student={student}"], course)
-    scores = gradebook_scores(course, NAME)
-    in_kernel = {s: total(scores[s])[0] for s in IN_KERNEL if s in scores}
+    outputs = (
+        course / "course" / "gradebook.db",
+        course / "course" / "trusted",
+        course / "course" / "autograded",
+        course / "course" / "gradebook.db-journal",
+    )
+    before = _tree_hashes(course, REPO / "pgcheck", skip=outputs)
     preload = [a for p in FIXTURE.preload for a in ("--preload", str(p))]
+    started = time.monotonic()
     result = pgrade(
         [
             "autograde",
             NAME,
-            "--skip-nbgrader",
+            "--jobs",
+            "2",
             "--timeout",
             str(TIMEOUT),
             "--cell-timeout",
-            "4",
+            str(CELL_TIMEOUT),
             *preload,
         ],
         course,
     )
-    with (course / "course" / "trusted" / f"{NAME}.csv").open() as handle:
+    seconds = time.monotonic() - started
+    csv_path = course / "course" / "trusted" / f"{NAME}.csv"
+    csv_before = hashlib.sha256(csv_path.read_bytes()).hexdigest() if csv_path.is_file() else ""
+    time.sleep(4)  # longer than the setsid daemon waits before it would rewrite the CSV
+    with csv_path.open() as handle:
         rows = list(csv.DictReader(handle))
+    db = sqlite3.connect(course / "course" / "gradebook.db")
+    manual = db.execute("select count(*) from grade where manual_score is not null").fetchone()[0]
+    db.close()
     return {
-        "in_kernel": in_kernel,
         "trusted": gradebook_scores(course, NAME),
         "rows": rows,
-        "stdout": result.stdout[-6000:],
+        "csv_changed_later": hashlib.sha256(csv_path.read_bytes()).hexdigest() != csv_before,
+        "changed": sorted(
+            k
+            for k, v in _tree_hashes(course, REPO / "pgcheck", skip=outputs).items()
+            if before.get(k) != v
+        )
+        + sorted(set(before) - set(_tree_hashes(course, REPO / "pgcheck", skip=outputs))),
+        "left": _jail_processes(),
+        "manual_scores": manual,
+        "stdout": result.stdout[-20000:],
         "stderr": result.stderr[-6000:],
         "returncode": result.returncode,
+        "seconds": seconds,
     }
 
 
@@ -278,7 +505,7 @@ def graded(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         return data
 
 
-def _trusted_total(graded: dict[str, Any], student: str) -> float:
+def _score(graded: dict[str, Any], student: str) -> float:
     return total(graded["trusted"][student])[0]
 
 
@@ -286,60 +513,134 @@ def _rows(graded: dict[str, Any], student: str) -> dict[str, dict[str, str]]:
     return {r["grade_id"]: r for r in graded["rows"] if r["student"] == student}
 
 
-def test_the_grading_run_finishes_and_grades_everyone(graded: dict[str, Any]) -> None:
+EXTRA = {"symlink_to_solution", "shadow_package", "not_a_notebook"}
+
+
+def test_the_run_finishes_and_grades_everyone(graded: dict[str, Any]) -> None:
     assert graded["returncode"] == 0, graded["stderr"]
-    expected = set(CASES) | {"duplicated_fixed", "duplicated_broken", "not_a_notebook"}
-    assert set(graded["trusted"]) == expected
-    assert {r["student"] for r in graded["rows"]} == expected
-    assert _trusted_total(graded, "honest") == 6
+    assert set(graded["trusted"]) == set(CASES) | EXTRA
+    assert {r["student"] for r in graded["rows"]} == set(CASES) | EXTRA
 
 
 @pytest.mark.parametrize("student", sorted(CASES))
-def test_trusted_score(graded: dict[str, Any], student: str) -> None:
-    """Each submission gets exactly what its answers earn (see CASES)."""
-    expected = CASES[student][2]
-    assert _trusted_total(graded, student) == expected, _rows(graded, student)
-
-
-@pytest.mark.parametrize("student", sorted(IN_KERNEL))
-def test_the_attack_fools_in_kernel_grading_but_not_the_trusted_grader(
+def test_each_submission_earns_exactly_what_its_answers_earn(
     graded: dict[str, Any], student: str
 ) -> None:
-    assert graded["in_kernel"][student] == IN_KERNEL[student]
-    assert _trusted_total(graded, student) < graded["in_kernel"][student]
+    assert _score(graded, student) == CASES[student][2], _rows(graded, student)
 
 
-def test_why_each_attack_failed(graded: dict[str, Any]) -> None:
-    """The recorded status names the reason (a check of the mechanism, not only the score)."""
-    status = {s: {g: r["status"] for g, r in _rows(graded, s).items()} for s in CASES}
-    assert status["monkeypatch_pgcheck"]["discounted_return_hidden"] == "tampered"
-    assert status["float_subclass"]["discounted_return_hidden"] == "failed"
-    assert status["float_subclass"]["discounted_return_visible"] == "failed"
-    assert status["tampered_torch"]["reward_to_go_visible"] == "tampered"
-    assert status["forged_result"]["discounted_return_hidden"] == "failed"
-    assert status["loop_unstoppable"]["reward_to_go_hidden"] == "timeout"
-    assert status["loop_in_function"]["reward_to_go_hidden"] == "failed"
-    assert status["exit_toplevel"]["discounted_return_hidden"] == "crashed"
-    assert status["exit_in_function"]["reward_to_go_hidden"] == "crashed"
-    assert status["exit_in_function"]["discounted_return_hidden"] == "passed"
-    assert status["kill_in_function"]["reward_to_go_hidden"] == "crashed"
-    assert status["stderr_fd"]["discounted_return_hidden"] == "stderr"
+@pytest.mark.parametrize("student", CANARIES)
+def test_canary_classmates_keep_full_marks(graded: dict[str, Any], student: str) -> None:
+    assert _score(graded, student) == 6, _rows(graded, student)
 
 
-def test_the_forged_result_would_have_passed_if_accepted() -> None:
-    """So the forged_result case tests the channel, not a wrong forgery."""
-    from pgcheck.grading.trusted import _judge, _preloaded
-
-    _preloaded(FIXTURE.preload)
-    fake = json.loads(FORGE.split("_fake = ")[1].split("\nfor _fd")[0].replace("None", "null"))
-    assert _judge("fixture_discounted_return", fake, {})[0] is True
+def test_no_file_outside_the_graders_outputs_changed(graded: dict[str, Any]) -> None:
+    """Not pgcheck's source, not a classmate's submission, not solutions/."""
+    assert graded["changed"] == []
 
 
-def test_duplicated_answer_cells_are_graded_not_aborted(graded: dict[str, Any]) -> None:
-    """Both copies run in the student's order, as in the notebook: the last one counts."""
-    assert _trusted_total(graded, "duplicated_fixed") == 6
-    assert _trusted_total(graded, "duplicated_broken") == 3
+def test_no_process_of_any_jail_is_left(graded: dict[str, Any]) -> None:
+    assert graded["left"] == []
+    assert _jail_processes() == []
 
 
-def test_an_unreadable_submission_scores_zero(graded: dict[str, Any]) -> None:
-    assert _trusted_total(graded, "not_a_notebook") == 0
+def test_nothing_rewrites_the_trusted_table_after_the_run(graded: dict[str, Any]) -> None:
+    assert graded["csv_changed_later"] is False
+
+
+def test_manual_scores_cannot_be_set_by_a_submission(graded: dict[str, Any]) -> None:
+    assert graded["manual_scores"] == 0
+    assert _score(graded, "set_manual_score") == 3
+
+
+def test_refused_and_broken_submissions_score_zero(graded: dict[str, Any]) -> None:
+    rows = _rows(graded, "symlink_to_solution")
+    assert _score(graded, "symlink_to_solution") == 0
+    assert {r["status"] for r in rows.values()} == {"refused"}
+    assert "outside the submission" in next(iter(rows.values()))["message"]
+    assert _score(graded, "not_a_notebook") == 0
+    assert _score(graded, "shadow_package") == 0
+
+
+def test_the_reasons_say_what_happened(graded: dict[str, Any]) -> None:
+    """Plain reasons for the instructor (a check of the mechanism, not only the score)."""
+    row = _rows(graded, "imports_pgcheck")["discounted_return_hidden"]
+    assert row["status"] == "imports-pgcheck" and "pgcheck" in row["message"]
+    assert _rows(graded, "monkeypatch_pgcheck")["discounted_return_hidden"]["status"] == (
+        "imports-pgcheck"
+    )
+    loop = _rows(graded, "ignore_alarm")["reward_to_go_hidden"]["message"]
+    assert f"timed out after {CELL_TIMEOUT} s in answer cell reward_to_go" in loop
+    assert "left out" in loop
+    assert (
+        "did not finish within"
+        in _rows(graded, "loop_in_function")["reward_to_go_hidden"]["message"]
+    )
+    exited = _rows(graded, "exit_toplevel")["reward_to_go_hidden"]["message"]
+    assert "ended" in exited and "answer cell reward_to_go" in exited and "left out" in exited
+    copy = _rows(graded, "copy_solution")["reward_to_go_hidden"]["message"]
+    assert "FileNotFoundError" in copy
+    assert _rows(graded, "float_subclass")["discounted_return_hidden"]["status"] == "failed"
+
+
+def test_student_strings_are_sanitised(graded: dict[str, Any]) -> None:
+    assert "\x1b" not in graded["stdout"]
+    for row in graded["rows"]:
+        for value in row.values():
+            assert "\x1b" not in value
+            assert value[:1] not in ("=", "+", "-", "@"), row
+    message = _rows(graded, "ansi_status")["discounted_return_hidden"]["message"]
+    assert "PASSED 8.0 / 8.0" in message and "\x1b" not in message
+
+
+def test_csv_and_terminal_sanitisers() -> None:
+    from pgcheck.grading.gradebook import csv_cell, plain_text
+
+    assert csv_cell('=HYPERLINK("http://x","y")') == '\'=HYPERLINK("http://x","y")'
+    for start in "=+-@":
+        assert csv_cell(start + "1").startswith("'")
+    assert csv_cell(3.0) == 3.0
+    assert plain_text("\x1b[2K\r\x1b[32m8.0 / 8.0\x1b[0m\x07") == " 8.0 / 8.0"
+
+
+def test_without_bwrap_the_grader_refuses_and_says_how_to_fix_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pgcheck.grading import jail
+    from pgcheck.grading.grader import grade_notebook
+
+    monkeypatch.setattr(jail, "_PROBE", {})
+    monkeypatch.setattr(jail.shutil, "which", lambda name: None)
+    with pytest.raises(jail.SandboxUnavailable, match="apt-get install -y bubblewrap"):
+        grade_notebook(FIXTURE.source_dir / NOTEBOOK, FIXTURE.released_dir / NOTEBOOK)
+
+
+# ------------------------------------------------------------------ the real pseudo-loss
+ESTIMATOR_IMPORT = "from pgcheck.diagnosis.estimators import full_return as pseudo_loss_tutorial\n"
+
+
+@pytest.fixture(scope="module")
+def pseudo_loss_graded(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """03_pseudo_loss: the answer key imported; and a lie that only knows public instances."""
+    import nbformat
+
+    from pgcheck.grading.grader import grade_notebook
+
+    source = REPO / "solutions" / "03_pseudo_loss" / "03_pseudo_loss.ipynb"
+    nb = read(source)
+    cell_by_id(nb, "pseudo_loss_tutorial").source = ESTIMATOR_IMPORT
+    path = tmp_path_factory.mktemp("pl") / "03_pseudo_loss.ipynb"
+    nbformat.write(nb, path)
+    grades = grade_notebook(source, path, jobs=1, timeout=30)
+    return {g.grade_id: g for g in grades}
+
+
+def test_importing_the_answer_key_scores_zero_with_a_reason(
+    pseudo_loss_graded: dict[str, Any],
+) -> None:
+    hidden = pseudo_loss_graded["pseudo_loss_tutorial_hidden"]
+    assert hidden.score == 0 and hidden.status == "imports-pgcheck"
+    assert "answer key" in hidden.message
+    assert pseudo_loss_graded["pseudo_loss_tutorial_visible"].score == 0
+    # the other exercise of the same notebook is graded as usual
+    assert pseudo_loss_graded["pseudo_loss_lecture_hidden"].score == 3

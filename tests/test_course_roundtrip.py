@@ -19,12 +19,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import nbformat
 import pytest
 from filelock import FileLock
 
 sys.path.insert(0, str(Path(__file__).parent / "fixtures"))
 
 from course_tools import (  # noqa: E402
+    REPO,
     Assignment,
     answer_cells,
     assignments,
@@ -40,7 +42,7 @@ from course_tools import (  # noqa: E402
     with_sign_error,
 )
 
-from pgcheck.grading.notebook import assignment_notebooks, parse_source  # noqa: E402
+from pgcheck.grading.spec import assignment_notebooks, parse_source  # noqa: E402
 
 ASSIGNMENTS = assignments()
 IDS = [a.name for a in ASSIGNMENTS]
@@ -338,10 +340,10 @@ def test_nbgrader_export_reports_the_trusted_grades(pipeline: dict[str, Any]) ->
 def test_hidden_test_cells_follow_the_contract(pipeline: dict[str, Any]) -> None:
     """Every hidden test names a registered check; every visible test is paired with one."""
     import pgcheck
-    from pgcheck.grading.trusted import _preloaded
+    from pgcheck.grading.grader import _load_preloads
 
     assignment, course = pipeline["assignment"], pipeline["course"]
-    _preloaded(assignment.preload)
+    _load_preloads([str(p) for p in assignment.preload])
     for source in assignment_notebooks(course / "solutions" / assignment.name):
         spec = parse_source(source)
         assert spec.hidden, f"{source.name} has no hidden test"
@@ -351,3 +353,49 @@ def test_hidden_test_cells_follow_the_contract(pipeline: dict[str, Any]) -> None
             assert visible.functions, (
                 f"{visible.grade_id} uses no function that a hidden test checks"
             )
+
+
+# --------------------------------------------------------------------------- Gradescope
+def test_gradescope_bundle_grades_a_submission_end_to_end(tmp_path: Path) -> None:
+    """Build the bundle, unpack it as Gradescope does, run run_autograder on one submission."""
+    import os
+    import subprocess
+    import sys
+    import zipfile
+
+    from pgcheck.grading.jail import probe_sandbox
+
+    if probe_sandbox() is not None:
+        pytest.skip(f"no sandbox here: {probe_sandbox()}")
+    name = "03_pseudo_loss"
+    bundle = tmp_path / "autograder.zip"
+    result = pgrade(["gradescope-bundle", name, str(bundle), "--root", str(REPO)], REPO)
+    assert result.returncode == 0, result.stderr
+    root = tmp_path / "autograder"
+    with zipfile.ZipFile(bundle) as zf:
+        names = set(zf.namelist())
+        zf.extractall(root / "source")
+    assert {"setup.sh", "run_autograder"} <= names
+    assert f"course/solutions/{name}/{name}.ipynb" in names
+    assert "course/pgcheck/grading/child.py" in names
+    (root / "submission").mkdir()
+    solution = read(REPO / "solutions" / name / f"{name}.ipynb")
+    mistake, _ = with_sign_error(solution)
+    scores = {}
+    for label, nb in (("solution", solution), ("sign_error", mistake)):
+        nbformat.write(nb, root / "submission" / f"{name}.ipynb")
+        env = dict(os.environ, PGCHECK_AUTOGRADER_ROOT=str(root), PGCHECK_PYTHON=sys.executable)
+        run = subprocess.run(
+            ["bash", str(root / "source" / "run_autograder")],
+            env=env, capture_output=True, text=True, timeout=600, check=False,
+        )  # fmt: skip
+        assert run.returncode == 0, run.stderr[-2000:]
+        results = json.loads((root / "results" / "results.json").read_text())
+        assert set(results) >= {"score", "execution_time", "output", "tests"}
+        for test in results["tests"]:
+            assert set(test) >= {"name", "score", "max_score", "output", "visibility"}
+            assert 0 <= test["score"] <= test["max_score"]
+        assert results["score"] == sum(t["score"] for t in results["tests"])
+        scores[label] = (results["score"], sum(t["max_score"] for t in results["tests"]))
+    assert scores["solution"] == (8.0, 8.0)
+    assert 0 < scores["sign_error"][0] < 8.0

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 
 import pgcheck
 import pgcheck.grading
-from pgcheck.grading.notebook import nbgrader_meta, parse_source
+from pgcheck.grading.spec import nbgrader_meta, parse_source
 
 ROOT = Path(__file__).resolve().parents[1]
 SOURCES = sorted((ROOT / "solutions").glob("*/*.ipynb"))

@@ -248,3 +248,17 @@ def test_the_convention_option_does_not_hide_a_mean_over_padded_steps():
     )
     assert not report.passed and report.verdict == "biased", report
     assert report.diagnosis == "missing_gamma_t+mean_over_steps", report
+
+
+def logit_as_baseline(logits, actions, q_values, gamma, mask):
+    """Subtracts the (detached) logit of the taken action: an action-dependent 'baseline'
+    whose expected effect is exactly an entropy bonus with β = 1 (∇H = −Σ_a z_a ∇π_a)."""
+    b = logits.detach().gather(-1, actions[..., None]).squeeze(-1)
+    lp = torch.log_softmax(logits, -1).gather(-1, actions[..., None]).squeeze(-1)
+    return -(discount(gamma, mask.shape[1]) * (q_values - b) * lp * mask).sum(1).mean()
+
+
+def test_a_logit_baseline_is_named_for_what_it_does_and_what_it_equals():
+    report = pgcheck.check_pseudo_loss(logit_as_baseline)
+    assert report.diagnosis == "action_dependent_baseline", report
+    assert "acts as an entropy bonus" in report.message and "β ≈ 1" in report.message

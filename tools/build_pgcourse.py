@@ -67,7 +67,24 @@ HEADERS: dict[str, tuple[str, str]] = {
         "import numpy as np\nfrom scipy import special\n\n"
         "from pgcourse.training_log import TrainingLog\n",
     ),
+    "vector_agent": (
+        "The course's fastest CartPole agent: PPO with GAE(lambda) on a numpy-vectorised env.",
+        "import gymnasium as gym\nimport numpy as np\n\n"
+        "from pgcourse.training_log import TrainingLog\n",
+    ),
+    "continuous": (
+        "Continuous actions: the moving particle, a linear Gaussian policy, Gaussian REINFORCE.",
+        "import math\n\nimport gymnasium as gym\nimport numpy as np\nimport torch\n",
+    ),
 }
+
+
+def _import_line(module: str, names: list[str]) -> str:
+    """``from pgcourse.<module> import ...`` as ruff formats it (wrapped past 100 columns)."""
+    line = f"from pgcourse.{module} import {', '.join(names)}\n"
+    if len(line) <= 101:
+        return line
+    return f"from pgcourse.{module} import (\n" + "".join(f"    {n},\n" for n in names) + ")\n"
 
 
 @dataclass(frozen=True)
@@ -156,7 +173,7 @@ def render(cells: list[SavedCell]) -> dict[str, str]:
         gap = "\n\n" if re.match(r"(def|class|@)", chunks[0].code) else "\n"
         files[f"{module}.py"] = f'"""{doc}"""\n\n{GENERATED}\n\n{imports}{gap}{body}'
         exports[module] = sorted((n for c in chunks for n in c.names), key=_import_order)
-    lines = [f"from pgcourse.{m} import {', '.join(exports[m])}\n" for m in sorted(exports)]
+    lines = [_import_line(m, exports[m]) for m in sorted(exports)]
     everything = sorted((n for names in exports.values() for n in names), key=str.lower)
     files["__init__.py"] = (
         '"""pgcourse: the code the course notebooks derive once and import afterwards.\n\n'

@@ -89,7 +89,7 @@ def run_check(check: Check, fn: Callable[..., Any], **options: Any) -> Report:
             if check.prepare is not None:
                 check.prepare(fn, **options)
             measurement = run_in_child(
-                lambda: check.measure(fn, **options), cpu_seconds=float(timeout)
+                lambda: dict(check.measure(fn, **options)), cpu_seconds=float(timeout)
             )
             return check.judge(measurement, **options)
         except Exception as exc:  # noqa: BLE001 - the learner must never see a traceback from pgcheck

@@ -44,7 +44,7 @@ from pgcheck.report import Report, Row
 from pgcheck.sandbox import single_thread
 
 NAME = "log_prob"
-LOG_PROB_POLICIES = ("softmax", "gaussian")
+LOG_PROB_POLICIES = ("softmax", "gaussian", "diag_gaussian")
 LOG_PROB_OPTIONS = ["policy", "timeout", "rtol", "atol", "require_grad"]
 HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
 
@@ -105,6 +105,8 @@ def log_prob_instances(policy: str) -> list[dict[str, Any]]:
                 "args": {"logits": spread, "actions": torch.tensor([0, 1])},
             }
         )
+    elif policy == "diag_gaussian":
+        out.extend(diag_gaussian_instances())
     else:
         mean = torch.randn(6, generator=g, dtype=DTYPE) * 2.0
         std = torch.tensor([0.3, 2.5, 0.7, 1.6, 0.45, 3.2], dtype=DTYPE)
@@ -146,6 +148,39 @@ def log_prob_instances(policy: str) -> list[dict[str, Any]]:
             }
         )
     return out
+
+
+def diag_gaussian_instances() -> list[dict[str, Any]]:
+    """Inputs for ``policy="diag_gaussian"``: mean, std, actions [N, k]; the answer is
+    log N(a; μ, diag σ²) = Σ_j [−(a_j−μ_j)²/(2σ_j²) − log σ_j − ½ log 2π], one number per row.
+    The σ_j differ within a row (so σ and σ² differ, and a mean over j is not a sum)."""
+    g = torch.Generator().manual_seed(2025_07)
+    mean = torch.randn(5, 3, generator=g, dtype=DTYPE) * 1.5
+    std = 0.3 + 2.5 * torch.rand(5, 3, generator=g, dtype=DTYPE)
+    actions = mean + std * torch.randn(5, 3, generator=g, dtype=DTYPE) * 1.5
+    mean2 = torch.randn(4, 2, generator=g, dtype=DTYPE)
+    std2 = torch.tensor([[0.4, 1.9], [2.2, 0.6], [0.8, 3.0], [1.3, 0.35]], dtype=DTYPE)
+    actions2 = mean2 + std2 * torch.randn(4, 2, generator=g, dtype=DTYPE)
+    tail_mean = torch.tensor([[0.5, -1.0], [3.0, 0.0]], dtype=DTYPE)
+    tail_std = torch.tensor([[0.1, 0.05], [2.0, 0.2]], dtype=DTYPE)
+    tails = tail_mean + tail_std * torch.tensor([[40.0, -45.0], [50.0, 42.0]], dtype=DTYPE)
+    return [
+        {
+            "name": "5 rows, 3 action dimensions",
+            "kind": "values",
+            "args": {"mean": mean, "std": std, "actions": actions},
+        },
+        {
+            "name": "4 rows, 2 action dimensions",
+            "kind": "values",
+            "args": {"mean": mean2, "std": std2, "actions": actions2},
+        },
+        {
+            "name": "far tails (|a−μ| = 40σ)",
+            "kind": "stability",
+            "args": {"mean": tail_mean, "std": tail_std, "actions": tails},
+        },
+    ]
 
 
 def _grad_weights(n: int) -> torch.Tensor:
@@ -241,6 +276,9 @@ def _ref_log_prob(policy: str, args: dict[str, torch.Tensor]) -> torch.Tensor:
     """log π(a) from torch.distributions (Categorical or Normal)."""
     if policy == "softmax":
         return torch.distributions.Categorical(logits=args["logits"]).log_prob(args["actions"])
+    if policy == "diag_gaussian":  # independent dimensions: the log-densities add up
+        normal = torch.distributions.Normal(args["mean"], args["std"])
+        return torch.distributions.Independent(normal, 1).log_prob(args["actions"])
     return torch.distributions.Normal(args["mean"], args["std"]).log_prob(args["actions"])
 
 
@@ -268,7 +306,14 @@ def _log_prob_candidates(policy: str, args: dict[str, torch.Tensor]) -> dict[str
             "std_as_variance": -r2 / (2 * s) - 0.5 * torch.log(2 * math.pi * s),
             "log_variance": -r2 / (2 * s**2) - 2 * s.log() - HALF_LOG_2PI,
             "missing_half": -r2 / s**2 - s.log() - HALF_LOG_2PI,
+            "std_in_quadratic": -r2 / (2 * s) - s.log() - HALF_LOG_2PI,
         }
+        if policy == "diag_gaussian":
+            cands = {k: v.sum(-1) for k, v in cands.items()}
+            cands["sign"] = -lp.sum(-1)
+            cands["density"] = lp.sum(-1).exp()
+            cands["mean_over_dims"] = lp.mean(-1)
+            cands["first_dim_only"] = lp[..., 0]
     return {k: v.detach().numpy() for k, v in cands.items()}
 
 
@@ -359,6 +404,30 @@ CANDIDATE_MISTAKES: tuple[Mistake, ...] = (
         "The ½ in the quadratic term is missing: use −(a−μ)²/(2σ²).",
     ),
     Mistake(
+        "std_in_quadratic",
+        "−(a−μ)²/(2σ) − log σ − ½ log 2π",
+        (
+            "You divide by 2σ where 2σ² belongs in the quadratic term: −(a−μ)²/(2σ²) − log σ − "
+            "½ log 2π. Square the std."
+        ),
+    ),
+    Mistake(
+        "mean_over_dims",
+        "(1/k) Σ_j log N(a_j; μ_j, σ_j²)",
+        (
+            "You average the per-dimension log-densities; for independent dimensions they add "
+            "up: log N(a; μ, diag σ²) = Σ_j log N(a_j; μ_j, σ_j²). Use .sum(-1), not .mean(-1)."
+        ),
+    ),
+    Mistake(
+        "first_dim_only",
+        "log N(a_0; μ_0, σ_0²)",
+        (
+            "You return the log-density of the first action dimension only; sum over all of "
+            "them: Σ_j log N(a_j; μ_j, σ_j²)."
+        ),
+    ),
+    Mistake(
         "not_normalised_density",
         "∫ exp(yours) da ≠ 1",
         (
@@ -406,11 +475,18 @@ CANDIDATE_ORDER = {
         "std_as_variance",
         "log_variance",
         "missing_half",
+        "std_in_quadratic",
     ],
 }
+CANDIDATE_ORDER["diag_gaussian"] = [
+    *CANDIDATE_ORDER["gaussian"],
+    "mean_over_dims",
+    "first_dim_only",
+]
 UNRECOGNISED = {
     "softmax": "Compare with torch.log_softmax(logits, dim=-1)[range(N), actions].",
     "gaussian": "Compare term by term with −(a−μ)²/(2σ²) − log σ − ½ log 2π.",
+    "diag_gaussian": "Compare with Σ_j [−(a_j−μ_j)²/(2σ_j²) − log σ_j − ½ log 2π].",
 }
 UNSTABLE_FIX = {
     "softmax": "Subtract the largest logit before exponentiating, or simply use "
@@ -418,11 +494,15 @@ UNSTABLE_FIX = {
     "gaussian": "Compute the log-density directly, −(a−μ)²/(2σ²) − log σ − ½ log 2π, instead of "
     "taking the log of the density (which underflows to 0).",
 }
-PARAMS = {"softmax": "logits", "gaussian": "mean and std"}
+UNSTABLE_FIX["diag_gaussian"] = UNSTABLE_FIX["gaussian"]
+PARAMS = {"softmax": "logits", "gaussian": "mean and std", "diag_gaussian": "mean and std"}
 FIRST_BAD = (
     "For {where}, your log π is {yours:.6g} but torch.distributions.{dist} gives {exact:.6g}."
 )
 NORMALISATION = "{label} = 1 {holds} (yours: {totals})"
+DIAG_NORMALISATION = (
+    "each dimension is a 1-D Gaussian (∫ p(a) da = 1 is checked by policy='gaussian')"
+)
 CORRECT = (
     "Your log π matches torch.distributions.{dist} on {n} entries (max |diff| = {max_diff:.2g}); "
     "{norm}{grad}"
@@ -567,6 +647,8 @@ def gather_evidence(
         cols["torch.distributions"] = ref[show].tolist()
         cols["max |diff|"] = float(np.nanmax(diff)) if finite.any() else float("inf")
         ev.rows.append(Row(inst["name"], cols))
+    if policy == "diag_gaussian":
+        ev.norm_text = DIAG_NORMALISATION
     ev.notes = output_notes(measurement)
     grad = measurement.get("grad") or {}
     ev.connected = bool(grad.get("connected"))
@@ -752,6 +834,11 @@ def judge_log_prob(
 
 
 def _describe_entry(policy: str, args: dict[str, torch.Tensor], j: int) -> str:
+    if policy == "diag_gaussian":
+        return (
+            f"μ = {fmt_vec(args['mean'][j].numpy(), 4)}, σ = {fmt_vec(args['std'][j].numpy(), 4)}"
+            f", a = {fmt_vec(args['actions'][j].numpy(), 4)}"
+        )
     if policy == "softmax":
         return (
             f"logits {fmt_vec(args['logits'][j].numpy(), 4)} and action {int(args['actions'][j])}"
@@ -777,7 +864,10 @@ def check_log_prob(
 
     ``policy="softmax"``: ``fn(logits [N,A], actions [N]) -> [N]`` with
     log π(a) = z_a − log Σ_b exp z_b; ``policy="gaussian"``: ``fn(mean [N], std [N],
-    actions [N]) -> [N]`` with log N(a; μ, σ²) = −(a−μ)²/(2σ²) − log σ − ½ log 2π.
+    actions [N]) -> [N]`` with log N(a; μ, σ²) = −(a−μ)²/(2σ²) − log σ − ½ log 2π;
+    ``policy="diag_gaussian"``: ``fn(mean [N,k], std [N,k], actions [N,k]) -> [N]``, the
+    diagonal Gaussian Σ_j log N(a_j; μ_j, σ_j²) (no normalisation instance: its dimensions
+    are independent one-dimensional Gaussians, checked by ``policy="gaussian"``).
     Also checks Σ_a π(a) = 1 (∫ p(a) da = 1), the gradient, and numerical stability.
     """
     return run_check(

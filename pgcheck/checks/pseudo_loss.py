@@ -99,6 +99,7 @@ OPTIONS: dict[str, Any] = {
     "batch_size": 8,
     "timeout": 5.0,
     "one_at_a_time": False,
+    "entropy_coef": 0.0,
 }
 PUBLIC = "check_pseudo_loss"
 
@@ -117,6 +118,17 @@ def option_problem(options: dict[str, Any]) -> str | None:
         return (
             f"pgcheck.{PUBLIC}: batch_size={B!r}; give the number of trajectories per update "
             "as a whole number ≥ 1, e.g. batch_size=8."
+        )
+    beta = options.get("entropy_coef", OPTIONS["entropy_coef"])
+    if (
+        isinstance(beta, bool)
+        or not isinstance(beta, int | float)
+        or not math.isfinite(beta)
+        or beta < 0
+    ):
+        return (
+            f"pgcheck.{PUBLIC}: entropy_coef={beta!r}; give the entropy bonus's weight β as a "
+            "number ≥ 0, e.g. entropy_coef=0.01."
         )
     return validate_timeout(PUBLIC, options.get("timeout", OPTIONS["timeout"]))
 
@@ -155,6 +167,9 @@ def measure(
         return failed(ErrorKind.VOCABULARY, str(exc))
     try:
         main, mixing = resolve(problem, names)
+        if opts["entropy_coef"]:
+            main = _with_entropy(main, problem)
+            mixing = [p for p in mixing if hasattr(p, "entropy_objective")]
     except (KeyError, ValueError) as exc:
         return failed(ErrorKind.PROBLEM, str(exc).strip("'\""))
     ev = Evaluator(loss_fn, names, timeout=float(opts["timeout"]))
@@ -185,6 +200,12 @@ def _expectations(
             if exp is None:
                 return "mixing", [batch_expectation(ev, p) for p in mixing], None
             exps.append(exp)
+            if full is not None and prob.action_kind == "categorical":
+                # with A ≥ 3, e_a − π(·|s) and the entropy's gradient are not collinear: tell
+                # "weights of log π(a_t|s_t) only" from a loss that also moves other actions
+                if getattr(prob, "n_actions", 2) >= 3:
+                    w3 = extract_weights(prob, prob.support()[0], full, exp.reduction)
+                    exp.score_form = w3 is not None
             if (
                 weights is None
                 and full is not None
@@ -205,6 +226,7 @@ def judge(measurement: dict[str, Any], problem: ProblemSpec = None, **options: A
     if bad is not None:
         return Report.error(bad, check=NAME, diagnosis=ErrorKind.USAGE)
     accept_missing_gamma_t = bool(options.get("accept_missing_gamma_t", False))
+    entropy_coef = float(options.get("entropy_coef", 0.0))
     notes = _output_notes(measurement)
     if "error" in measurement:
         err = measurement["error"]
@@ -220,6 +242,11 @@ def judge(measurement: dict[str, Any], problem: ProblemSpec = None, **options: A
         if g.shape != prob.theta0.shape or not all(math.isfinite(x) for x in g.tolist()):
             return Report.error("the measurement does not fit the problem", check=NAME)
     gjs = [grad_j(p) for p in probs]
+    if entropy_coef:
+        if not all(hasattr(p, "entropy_objective") for p in probs):
+            return Report.error(_NO_ENTROPY, check=NAME, diagnosis=ErrorKind.PROBLEM)
+        gjs = [gj + entropy_coef * _entropy_grad(p) for gj, p in zip(gjs, probs, strict=True)]
+        notes = notes + [_ENTROPY_NOTE.format(beta=entropy_coef)]
     reductions = {e["reduction"] for e in measurement["instances"]}
     if "one-at-a-time" in reductions:
         notes = notes + [text.ONE_AT_A_TIME]
@@ -239,6 +266,11 @@ def judge(measurement: dict[str, Any], problem: ProblemSpec = None, **options: A
             for e in measurement["instances"]
         ],
         notes=notes,
+        names=list(measurement.get("names") or []),
+        log_pi_taken_only=(
+            any(e.get("score_form") is True for e in measurement["instances"])
+            and not any(e.get("score_form") is False for e in measurement["instances"])
+        ),
         figure_data={
             "problem": probs[0].name,
             "grad_J": gjs[0].tolist(),
@@ -283,6 +315,37 @@ def _output_notes(measurement: dict[str, Any]) -> list[str]:
     return notes
 
 
+_NO_ENTROPY = (
+    "entropy_coef needs problems whose entropy objective E[Σ_t γ^t H(π(·|s_t))] is known in "
+    "closed form (the linear-Gaussian problems, e.g. 'lqg-sigma')"
+)
+_ENTROPY_NOTE = (
+    "Checked against the entropy-regularised objective J_β = J + β E[Σ_t γ^t H(π(·|s_t))] "
+    "with β = {beta:g}: '∇J' in the table is ∇J_β."
+)
+
+
+def _with_entropy(probs: list[Problem], spec: ProblemSpec) -> list[Problem]:
+    """The instances with a closed-form entropy objective (all of them if given explicitly)."""
+    kept = probs
+    if spec is None or spec == "default":
+        kept = [p for p in probs if hasattr(p, "entropy_objective")]
+    if not kept and probs:
+        raise ValueError(_NO_ENTROPY)
+    return kept
+
+
+def _entropy_grad(prob: Problem) -> Tensor:
+    """∇_θ E[Σ_t γ^t H(π(·|s_t))] at θ₀ by autograd of the closed form."""
+    theta = prob.theta0.detach().clone().requires_grad_(True)
+    with torch.enable_grad():
+        value = prob.entropy_objective(theta)  # type: ignore[attr-defined]
+        if not value.requires_grad:  # σ fixed: the entropy does not depend on θ
+            return torch.zeros_like(theta.detach())
+        (grad,) = torch.autograd.grad(value, theta)
+    return grad
+
+
 CHECK = Check(NAME, measure, judge, prepare)
 
 
@@ -294,6 +357,7 @@ def check_pseudo_loss(
     batch_size: int = 8,
     timeout: float = 5.0,
     one_at_a_time: bool = False,
+    entropy_coef: float = 0.0,
 ) -> Report:
     """Check that −∇_θ L of a pseudo-loss is an unbiased estimator of the policy gradient ∇J.
 
@@ -312,6 +376,8 @@ def check_pseudo_loss(
             2·timeout + 5 s).
         one_at_a_time: call the loss on batches of one trajectory (B = 1) only, for a loss
             written for a single episode; by default it must work on padded batches [B, T].
+        entropy_coef: β; check against ∇(J + β E[Σ_t γ^t H(π(·|s_t))]) instead of ∇J, on
+            the problems where that objective is known in closed form (linear-Gaussian).
 
     Returns:
         A :class:`~pgcheck.report.Report` (truthy when passed).
@@ -324,4 +390,5 @@ def check_pseudo_loss(
         batch_size=batch_size,
         timeout=timeout,
         one_at_a_time=one_at_a_time,
+        entropy_coef=entropy_coef,
     )

@@ -9,12 +9,16 @@ outside pgcheck (e.g. a course's own check) calls :func:`register`.
 from __future__ import annotations
 
 from pgcheck.checks import (
+    continuous_rollout,
+    gae,
     log_prob,
+    ppo_surrogate,
     pseudo_loss,
     returns,
     rollout,
     score_estimator,
     score_function,
+    td_target,
     trajectory_log_prob,
     value_loss,
 )
@@ -30,6 +34,10 @@ BUILT_IN: tuple[Check, ...] = (
     returns.CHECK,
     rollout.CHECK,
     value_loss.CHECK,
+    td_target.CHECK,
+    gae.CHECK,
+    ppo_surrogate.CHECK,
+    continuous_rollout.CHECK,
 )
 
 #: name -> check.

@@ -46,7 +46,12 @@ from pgcheck.report import Report, Row
 from pgcheck.sandbox import single_thread
 
 NAME = "score_function"
-SCORE_POLICIES = ("softmax_linear", "gaussian_linear", "gaussian_linear_sigma")
+SCORE_POLICIES = (
+    "softmax_linear",
+    "gaussian_linear",
+    "gaussian_linear_sigma",
+    "diag_gaussian_linear",
+)
 SCORE_OPTIONS = ["policy", "timeout", "rtol", "atol"]
 
 
@@ -70,6 +75,8 @@ def score_instances(policy: str) -> list[dict[str, Any]]:
                     "args": {"theta": theta, "features": features, "action": action},
                 }
             )
+    elif policy == "diag_gaussian_linear":
+        out.extend(diag_score_instances())
     else:
         for d, sigma in [(3, 0.5), (3, 1.7), (2, 0.8), (4, 2.5), (1, 0.35)]:
             theta = torch.randn(d, generator=g, dtype=DTYPE)
@@ -87,6 +94,26 @@ def score_instances(policy: str) -> list[dict[str, Any]]:
     return out
 
 
+def diag_score_instances() -> list[dict[str, Any]]:
+    """Inputs for ``diag_gaussian_linear``: ``theta [k,d]``, ``x [d]``, ``action [k]``,
+    ``sigma [k]`` (σ_j ≠ 1 and different per dimension, |a_j − μ_j| ≥ σ_j)."""
+    g = torch.Generator().manual_seed(27_182)
+    out: list[dict[str, Any]] = []
+    for k, d in [(2, 3), (3, 2), (1, 4), (4, 1)]:
+        theta = torch.randn(k, d, generator=g, dtype=DTYPE)
+        x = torch.randn(d, generator=g, dtype=DTYPE)
+        sigma = 0.3 + 2.0 * torch.rand(k, generator=g, dtype=DTYPE)
+        z = torch.randn(k, generator=g, dtype=DTYPE)
+        action = theta @ x + sigma * torch.sign(z) * (1.0 + z.abs())
+        out.append(
+            {
+                "name": f"k={k} action dims, d={d}",
+                "args": {"theta": theta, "x": x, "action": action, "sigma": sigma},
+            }
+        )
+    return out
+
+
 def _score_log_pi(
     policy: str,
     args: dict[str, Any],
@@ -96,6 +123,11 @@ def _score_log_pi(
     """log π_θ(action) in closed form (the function whose gradient is the score)."""
     if policy == "softmax_linear":
         return torch.log_softmax(args["features"] @ theta, dim=0)[args["action"]]
+    if policy == "diag_gaussian_linear":  # Σ_j log N(a_j; (Θx)_j, σ_j²)
+        th = theta.reshape(args["theta"].shape)
+        s = args["sigma"]
+        mu = th @ args["x"]
+        return (-((args["action"] - mu) ** 2) / (2 * s**2) - torch.log(s) - HALF_LOG_2PI).sum()
     s = args["sigma"] if sigma is None else sigma
     s = torch.as_tensor(s, dtype=DTYPE)
     mu = theta @ args["x"]
@@ -108,7 +140,7 @@ def score_reference(policy: str, args: dict[str, Any]) -> tuple[np.ndarray, np.n
     For ``gaussian_linear_sigma`` the vector is [∇_θ log π, ∂ log π/∂σ] (length d+1).
     """
     with_sigma = policy == "gaussian_linear_sigma"
-    theta = args["theta"].clone().requires_grad_(True)
+    theta = args["theta"].clone().reshape(-1).requires_grad_(True)
     params = [theta]
     sigma = None
     if with_sigma:
@@ -150,6 +182,23 @@ def score_candidates(policy: str, args: dict[str, Any]) -> dict[str, np.ndarray]
             "factor_half": (xa - xbar) / 2,
         }
         return {k: v.numpy() for k, v in cands.items()}
+    if policy == "diag_gaussian_linear":
+        x, s = args["x"], args["sigma"]
+        u = args["action"] - theta @ x  # [k]
+        diag = {
+            "sign": -(u / s**2)[:, None] * x,
+            "sigma_not_squared": (u / s)[:, None] * x,
+            "missing_sigma": u[:, None] * x,
+            "factor_2": 2 * (u / s**2)[:, None] * x,
+            "missing_x": (u / s**2)[:, None].expand(theta.shape),
+            # the right numbers in a transposed layout ([d,k] read as [k,d]); NaN (never
+            # matched) where k = d would make it indistinguishable from the wrong numbers
+            "transposed": ((u / s**2)[:, None] * x).T.reshape(theta.shape)
+            if theta.shape[0] != theta.shape[1]
+            else torch.full_like(theta, float("nan")),
+            "shared_sigma": (u / s.mean() ** 2)[:, None] * x,
+        }
+        return {k: v.reshape(-1).numpy() for k, v in diag.items()}
     x, a, s = args["x"], float(args["action"]), float(args["sigma"])
     r = a - float(theta @ x)
     theta_cands = {
@@ -256,6 +305,23 @@ CANDIDATE_MISTAKES: tuple[Mistake, ...] = (
         "The 1/σ² is missing: ∇_θ log N(a; θᵀx, σ²) = (a − θᵀx) x / σ².",
     ),
     Mistake(
+        "transposed",
+        "((a − Θx)/σ²) xᵀ laid out as [d, k]",
+        (
+            "Your score has the right numbers in the wrong layout: it must be shaped like theta "
+            "[k, d], entry (j, i) = (a_j − μ_j) x_i / σ_j² — an outer product "
+            "((a − Θx)/σ²)[:, None] * x[None, :]."
+        ),
+    ),
+    Mistake(
+        "shared_sigma",
+        "((a − Θx)/mean(σ)²) xᵀ",
+        (
+            "You divide every action dimension by one σ²; dimension j has its own variance: row j "
+            "of the score is (a_j − μ_j) x / σ_j²."
+        ),
+    ),
+    Mistake(
         "sigma:sign",
         "1/σ − (a − θᵀx)²/σ³",
         "∂/∂σ has the wrong sign: ∂ log N/∂σ = −1/σ + (a − θᵀx)²/σ³.",
@@ -311,6 +377,7 @@ SCORE_FORMULAS = {
     "softmax_linear": "x(s,a) − Σ_b π(b|s) x(s,b)",
     "gaussian_linear": "(a − θᵀx) x / σ²",
     "gaussian_linear_sigma": "(a − θᵀx) x / σ² and −1/σ + (a − θᵀx)²/σ³",
+    "diag_gaussian_linear": "((a − Θx)/σ²) xᵀ",
 }
 #: The score to derive again, for an unrecognised θ part.
 DERIVE = {
@@ -342,6 +409,8 @@ class ScoreMeasurement(Measurement, total=False):
 
 
 def _score_shapes(policy: str, args: dict[str, Any]) -> tuple[int, ...]:
+    if policy == "diag_gaussian_linear":
+        return tuple(args["theta"].shape)
     d = int(args["theta"].numel())
     return (d + 1,) if policy == "gaussian_linear_sigma" else (d,)
 
@@ -386,7 +455,7 @@ def _measure_score_function(
         arr, msg = read_output(value, shape, name, what)
         if msg:
             return failed(ErrorKind.OUTPUT, msg + f" (input: {inst['name']})")
-        values.append(arr.tolist())
+        values.append(arr.reshape(-1).tolist())  # [k,d] scores are compared flattened
     return {"check": "score_function", "policy": policy, "values": values, "output": budget.output}
 
 
@@ -595,6 +664,8 @@ def check_score_function(
     ``"softmax_linear"``: ``fn(theta [d], features [A,d], action) -> [d]``, the score
     x(s,a) − Σ_b π(b|s) x(s,b). ``"gaussian_linear"``: ``fn(theta [d], x [d], action, sigma)
     -> [d]``, the score (a − θᵀx) x / σ². ``"gaussian_linear_sigma"``: the same arguments,
-    returning [d+1] with ∂/∂σ = ((a − θᵀx)² − σ²)/σ³ last.
+    returning [d+1] with ∂/∂σ = ((a − θᵀx)² − σ²)/σ³ last. ``"diag_gaussian_linear"``:
+    ``fn(theta [k,d], x [d], action [k], sigma [k]) -> [k,d]``, the score of the diagonal
+    Gaussian N(Θx, diag σ²): row j is (a_j − (Θx)_j) x / σ_j².
     """
     return run_check(CHECK, fn, policy=policy, timeout=timeout, **options)

@@ -392,9 +392,16 @@ def normalisation_per_episode_without_gamma_t(
     return weighted_log_probs(_normalise_per_episode(q_values, mask), log_probs, mask)
 
 
-#: Directions of an entropy bonus, E[Σ_t ∇_θ H(π(·|s_t))] with and without the mask.
+def entropy_discounted(dist: Any, gamma: float, mask: Tensor) -> Tensor:
+    """−(1/B) Σ_i Σ_t γ^t mask·H(π(·|s_t)): the discounted entropy bonus (the direction of
+    J + β E[Σ_t γ^t H], with the states held fixed)."""
+    return -(discounts(gamma, mask.shape[1]) * dist.entropy() * mask).sum(-1).mean()
+
+
+#: Directions of an entropy bonus, E[Σ_t [γ^t] ∇_θ H(π(·|s_t))], with and without the mask.
 ENTROPY_REFERENCES: tuple[tuple[str, Loss], ...] = (
     ("entropy_bonus", entropy_of_visited_states),
+    ("entropy_bonus", entropy_discounted),
     ("entropy_bonus+forgotten_mask", entropy_with_padding),
 )
 
@@ -475,3 +482,73 @@ def mixing_bank() -> list[tuple[str, Loss]]:
         ("advantage_normalisation", return_normalisation),
         ("advantage_normalisation", normalisation_with_padding),
     ]
+
+
+# =========================================================================== Gaussian policies
+# Mistakes of a hand-written Gaussian log-density N(a; μ, σ²) inside an otherwise correct
+# pseudo-loss (weights γ^t G_t). They need ``mean`` and ``std``, so they are only tried on
+# Gaussian problems; with σ fixed (not learned) several of them are harmless or a pure scale.
+HALF_LOG_2PI = 0.5 * float(np.log(2 * np.pi))
+
+
+def _gaussian_pg(lp: Tensor, q_values: Tensor, gamma: float, mask: Tensor) -> Tensor:
+    """−(1/B) Σ_i Σ_t γ^t G_t · lp_t · mask."""
+    return weighted_log_probs(discounts(gamma, mask.shape[1]) * q_values, lp, mask)
+
+
+def gaussian_missing_log_sigma(
+    mean: Tensor, std: Tensor, actions: Tensor, q_values: Tensor, gamma: float, mask: Tensor
+) -> Tensor:
+    """log π = −(a−μ)²/(2σ²) − ½ log 2π: the −log σ term left out (matters when σ is learned)."""
+    lp = -((actions - mean) ** 2) / (2 * std**2) - HALF_LOG_2PI
+    return _gaussian_pg(lp, q_values, gamma, mask)
+
+
+def gaussian_sigma_for_variance(
+    mean: Tensor, std: Tensor, actions: Tensor, q_values: Tensor, gamma: float, mask: Tensor
+) -> Tensor:
+    """log π = −(a−μ)²/(2σ) − log σ − ½ log 2π: σ where σ² belongs."""
+    lp = -((actions - mean) ** 2) / (2 * std) - torch.log(std) - HALF_LOG_2PI
+    return _gaussian_pg(lp, q_values, gamma, mask)
+
+
+def gaussian_variance_as_std(
+    mean: Tensor, std: Tensor, actions: Tensor, q_values: Tensor, gamma: float, mask: Tensor
+) -> Tensor:
+    """Normal(μ, σ²) where Normal(μ, σ) is meant: torch's second argument is the scale σ."""
+    lp = torch.distributions.Normal(mean, std**2).log_prob(actions)
+    return _gaussian_pg(lp, q_values, gamma, mask)
+
+
+def gaussian_mean_blocked(
+    mean: Tensor, std: Tensor, actions: Tensor, q_values: Tensor, gamma: float, mask: Tensor
+) -> Tensor:
+    """Normal(μ.detach(), σ): no gradient reaches θ through the mean, only through σ."""
+    lp = torch.distributions.Normal(mean.detach(), std).log_prob(actions)
+    return _gaussian_pg(lp, q_values, gamma, mask)
+
+
+def entropy_bonus(
+    dist: Any, log_probs: Tensor, q_values: Tensor, gamma: float, mask: Tensor
+) -> Tensor:
+    """Correct estimator minus 1 · Σ_t γ^t H(π(·|s_t)): the gradient of J + E[Σ_t γ^t H_t]."""
+    H = dist.entropy()
+    return (
+        reward_to_go(log_probs, q_values, gamma, mask)
+        - (discounts(gamma, mask.shape[1]) * H * mask).sum(-1).mean()
+    )
+
+
+#: (diagnosis code, loss) for Gaussian pseudo-losses, matched after the reference bank.
+GAUSSIAN_MISTAKES: dict[str, Loss] = {
+    "gaussian_missing_log_sigma": gaussian_missing_log_sigma,
+    "gaussian_sigma_for_variance": gaussian_sigma_for_variance,
+    "gaussian_variance_as_std": gaussian_variance_as_std,
+    "gaussian_mean_blocked": gaussian_mean_blocked,
+}
+
+#: (diagnosis code, loss with coefficient 1, the correct loss): mistakes that *add* a term,
+#: E[ĝ] = ∇J + β·(E[ĝ_code] − ∇J) for some β > 0 the learner chose (an entropy bonus).
+OFFSET_MISTAKES: tuple[tuple[str, Loss, Loss], ...] = (
+    ("entropy_bonus", entropy_bonus, reward_to_go),
+)

@@ -21,7 +21,7 @@ from torch import Tensor
 
 from pgcheck.diagnosis import estimators
 from pgcheck.exact.expectation import policy_outputs
-from pgcheck.exact.references import reference_expectation
+from pgcheck.exact.references import grad_j, reference_expectation
 from pgcheck.exact.vocabulary import build_inputs, provides, requested_names
 from pgcheck.problems import Problem, Trajectories, find
 
@@ -66,7 +66,7 @@ def match_factor(gs: Sequence[Tensor], refs: Sequence[Tensor]) -> float | None:
 
 def diagnose(gs: list[Tensor], probs: list[Problem], mode: str) -> Found | None:
     """The first reference whose expected gradients match the learner's up to a factor β."""
-    bank = estimators.reference_bank()
+    bank = estimators.reference_bank() + list(estimators.GAUSSIAN_MISTAKES.items())
     if mode == "mixing":
         bank = estimators.mixing_bank() + bank
     for code, fn in bank:
@@ -82,10 +82,24 @@ def diagnose(gs: list[Tensor], probs: list[Problem], mode: str) -> Found | None:
             refs = [weight_expectation(spec, p) for p in probs]
         else:
             refs = [reference_expectation(code, fn, p, ref_mode) for p in probs]
-        beta = match_factor(gs, refs)
+        beta = match_factor(*_informative(gs, refs, probs))
         if beta is not None and code != "correct":
             return code, beta
     return None
+
+
+def _informative(
+    gs: Sequence[Tensor], refs: Sequence[Tensor], probs: Sequence[Problem]
+) -> tuple[list[Tensor], list[Tensor]]:
+    """The instances where the learner's or the reference's E[ĝ] is not negligible next to
+    ∇J (> 1e-6 ‖∇J‖): where both are ~0 (e.g. a normalisation of near-constant weights under
+    quadrature) rounding, not the estimator, decides the match."""
+    keep = [
+        (g, m)
+        for g, m, p in zip(gs, refs, probs, strict=True)
+        if max(float(g.norm()), float(m.norm())) > 1e-6 * float(grad_j(p).norm())
+    ]
+    return [g for g, _ in keep], [m for _, m in keep]
 
 
 _SCORES: dict[str, tuple[Tensor, Tensor]] = {}
@@ -131,6 +145,33 @@ def weight_expectation(spec: estimators.WeightSpec, prob: Problem) -> Tensor:
             w = w * pi_taken
         _WEIGHT_REFS[key] = torch.einsum("b,bt,btp->p", p, w, score)
     return _WEIGHT_REFS[key]
+
+
+def diagnose_offsets(gs: list[Tensor], probs: list[Problem]) -> Found | None:
+    """A mistake that adds a term: E[ĝ] − ∇J = β (E[ĝ_ref] − E[ĝ_correct]) on every instance
+    for one β > 0 (e.g. an entropy bonus with the learner's coefficient β)."""
+    for code, fn, base in estimators.OFFSET_MISTAKES:
+        if not all(provides(p, requested_names(fn)) for p in probs):
+            continue
+        offsets = [
+            reference_expectation(code, fn, p, "separable")
+            - reference_expectation("correct", base, p, "separable")
+            for p in probs
+        ]
+        if all(float(o.abs().max()) == 0.0 for o in offsets):
+            continue
+        gjs = [grad_j(p) for p in probs]
+        residuals = [g - gj for g, gj in zip(gs, gjs, strict=True)]
+        num = sum(float(r @ o) for r, o in zip(residuals, offsets, strict=True))
+        beta = num / sum(float(o @ o) for o in offsets)
+        # residuals are differences of nearly equal vectors: allow rounding relative to ∇J
+        if beta > 0 and all(
+            float((r - beta * o).norm())
+            <= MATCH_RTOL * max(float(r.norm()), beta * float(o.norm())) + 1e-12 * float(gj.norm())
+            for r, o, gj in zip(residuals, offsets, gjs, strict=True)
+        ):
+            return code, beta
+    return None
 
 
 def diagnose_weights(weights: dict[str, Any] | None) -> Found | None:
@@ -269,7 +310,8 @@ def entropy_bonus(
         else:
             alphas = [c[0] for c in coeffs]
             betas = [c[1] for c in coeffs if c[1] != 0.0]
-            if bonus and alphas and betas and min(alphas) > 0:
+            # a bonus has β > 0 (a negative β is e.g. a Gaussian log-density without −log σ)
+            if bonus and alphas and betas and min(alphas) > 0 and min(betas) > 0:
                 if max(alphas) - min(alphas) <= 1e-6 * max(alphas):
                     return code, alphas[0], betas[0]
     return None

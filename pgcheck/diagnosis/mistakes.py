@@ -239,13 +239,53 @@ MISTAKES: tuple[Mistake, ...] = (
         ),
     ),
     Mistake(
+        "gaussian_missing_log_sigma",
+        "log π = −(a−μ)²/(2σ²) − ½ log 2π (no −log σ), σ learned",
+        (
+            "Your hand-written Gaussian log-density leaves out −log σ. With σ fixed that "
+            "constant does not matter, but σ is learned here: without −log σ the gradient "
+            "always pushes σ up. Use log N(a; μ, σ²) = −(a−μ)²/(2σ²) − log σ − ½ log 2π "
+            "(or dist.log_prob(actions))."
+        ),
+    ),
+    Mistake(
+        "gaussian_sigma_for_variance",
+        "log π = −(a−μ)²/(2σ) − log σ − ½ log 2π",
+        (
+            "Your Gaussian log-density divides by 2σ where 2σ² belongs: std is σ, the variance"
+            " is std**2. Use −(a−μ)²/(2σ²) − log σ − ½ log 2π."
+        ),
+    ),
+    Mistake(
+        "gaussian_variance_as_std",
+        "Normal(μ, σ²) instead of Normal(μ, σ)",
+        (
+            "You pass the variance σ² where torch.distributions.Normal expects the standard "
+            "deviation σ (its `scale`). Use Normal(mean, std)."
+        ),
+    ),
+    Mistake(
+        "gaussian_mean_blocked",
+        "log π = log N(a; μ.detach(), σ²): no gradient through the mean",
+        (
+            "No gradient reaches θ through the mean of your Gaussian: the mean is detached "
+            "(.detach(), .item(), numpy or torch.tensor(...)), so only σ would learn. Keep "
+            "mean on the autograd graph; detach only the returns."
+        ),
+    ),
+    Mistake(
         "entropy_bonus",
-        "E[ĝ] = a ∇J + β E[Σ_t ∇_θ H(π(·|s_t))]",
+        "E[ĝ] = a ∇J + β E[Σ_t ∇_θ H(π(·|s_t))] (or with γ^t H)",
         (
             "Your loss adds an entropy bonus: its expected gradient is {alpha} plus β times the "
             "gradient of the policy's entropy at the visited states (β ≈ {beta}). That is the "
             "gradient of a different objective (J plus an entropy bonus), a legitimate "
-            "regulariser, but not ∇J: check the policy-gradient part alone (β = 0)."
+            "regulariser, not an error, but not ∇J: check the policy-gradient part alone "
+            "(β = 0), or pass entropy_coef=β where the entropy objective is known in closed form"
+            " (J + β E[Σ_t γ^t H]). If you never added an entropy term: a return built from "
+            "log_probs (e.g. rewards minus α·log π) that you did not .detach() adds the same "
+            "term once more (β = 2α instead of α); detach the return. (Returns, rewards and "
+            "q_values from the environment carry no gradient, so detaching them changes nothing.)"
         ),
     ),
 )
@@ -319,4 +359,9 @@ NAN_ONE_AT_A_TIME = (
     "with one_at_a_time=True every batch holds one trajectory: a normalisation over the batch "
     "((R − mean)/std, advantage normalisation) divides by a standard deviation of 0 there. "
     "Batch normalisation is biased anyway (advantage_normalisation); check without the option."
+)
+ACTS_AS_ENTROPY = (
+    " In expectation this equals ∇J plus β·(the gradient of the policy's entropy), β ≈ {beta}: "
+    "subtracting log π(a_t|s_t) (or the logit of a_t) from the return acts as an entropy bonus,"
+    " but it is not a baseline."
 )

@@ -19,6 +19,7 @@ from pgcheck.diagnosis.matching import (
     Found,
     decompose,
     diagnose,
+    diagnose_offsets,
     diagnose_weights,
     entropy_bonus,
     where_weights_differ,
@@ -50,6 +51,10 @@ class Evidence:
     figure_data: dict[str, Any] | None = None
     #: E[ĝ] through each θ-dependent input per instance (separable mode only)
     leaf_parts: list[dict[str, Tensor]] = field(default_factory=list)
+    names: list[str] = field(default_factory=list)  # the inputs the loss asked for
+    #: on every A ≥ 3 instance measured, the loss only weights log π(a_t|s_t) of the taken
+    #: actions, so it cannot contain an entropy term (whatever its expectation looks like)
+    log_pi_taken_only: bool = False
 
     @cached_property
     def parts(self) -> list[tuple[float, float, float]]:
@@ -74,17 +79,32 @@ class Evidence:
     @cached_property
     def entropy(self) -> tuple[str, float, float] | None:
         """(code, a, β) when E[ĝ] = a ∇J + β E[Σ_t ∇H(π(·|s_t))] (an entropy bonus)."""
-        if self.mode != "separable":
+        if self.mode != "separable" or self.log_pi_taken_only:
+            return None
+        return entropy_bonus(self.gs, self.gjs, self.probs)
+
+    @cached_property
+    def acts_as_entropy(self) -> tuple[str, float, float] | None:
+        """An entropy bonus in expectation only, from weights of log π(a_t|s_t) (e.g. a
+        "baseline" that is log π(a_t|s_t) or the logit of a_t)."""
+        if self.mode != "separable" or not self.log_pi_taken_only:
             return None
         return entropy_bonus(self.gs, self.gjs, self.probs)
 
     @cached_property
     def found(self) -> Found | None:
-        """The recognised mistake (code, β): an entropy bonus first, then by weights, then by
-        gradients."""
+        """The recognised mistake (code, β): an entropy bonus first (any coefficient, with or
+        without γ^t), then by weights, then by gradients."""
         if self.entropy is not None:
             return self.entropy[0], self.entropy[1]
-        return diagnose_weights(self.weights) or diagnose(self.gs, self.probs, self.mode)
+        # an added discounted entropy term needs the entropy: a loss given `dist` or `std`
+        entropy_possible = (
+            self.mode != "mixing"
+            and not self.log_pi_taken_only
+            and bool({"dist", "std"} & set(self.names))
+        )
+        offset = diagnose_offsets(self.gs, self.probs) if entropy_possible else None
+        return offset or diagnose_weights(self.weights) or diagnose(self.gs, self.probs, self.mode)
 
     def numbers(self) -> str:
         """The instance where the vectors differ most, gradcheck-style."""
@@ -244,8 +264,9 @@ def named_mistake(ev: Evidence) -> Report:
         where = where_weights_differ(ev.weights)
         if where:
             msg += text.UNRECOGNISED_WHERE.format(where=where)
-    elif ev.entropy is not None:
-        _, a, b = ev.entropy
+    elif "entropy_bonus" in code.split("+"):
+        # (code, a, β) from the general fit, else the offset match (a = 1, β = its factor)
+        _, a, b = ev.entropy if ev.entropy is not None else (code, 1.0, ev.found[1])
         alpha = "∇J" if abs(a - 1) <= 1e-6 else f"{a:.4g}·∇J"
         rest = message_for(code.replace("entropy_bonus", "").strip("+"))
         msg = MESSAGES["entropy_bonus"].format(alpha=alpha, beta=f"{b:.4g}") + (
@@ -253,6 +274,8 @@ def named_mistake(ev: Evidence) -> Report:
         )
     else:
         msg = message_for(code)
+    if ev.acts_as_entropy is not None and ev.entropy is None:
+        msg += text.ACTS_AS_ENTROPY.format(beta=f"{ev.acts_as_entropy[2]:.4g}")
     return ev.report(False, "biased", msg + ev.numbers(), ev.alphas[0], code)
 
 

@@ -23,8 +23,10 @@ The learner's code only ever runs through :func:`pgcheck.sandbox.call_learner`.
 
 from __future__ import annotations
 
+import contextvars
 import itertools
 import math
+import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -36,6 +38,7 @@ from torch import Tensor
 from pgcheck.errors import ErrorKind, LearnerError
 from pgcheck.exact.vocabulary import build_inputs
 from pgcheck.problems import Problem, Trajectories
+from pgcheck.problems.base import CategoricalProblem, GaussianProblem
 from pgcheck.sandbox import call_learner
 
 #: Relative tolerance for "the same vector" in the probes (computations are float64 and exact).
@@ -68,26 +71,47 @@ def policy_outputs(
     jac = torch.autograd.functional.jacobian
     if key not in _OUTPUT_CACHE:
         with torch.enable_grad():
-            if problem.action_kind == "gaussian":
-                mean, std = problem.mean_std(theta)
+            if hasattr(problem, "step_outputs"):  # per-step outputs, built per batch
+                outputs, jacobians = {}, {}
+            elif isinstance(problem, GaussianProblem):
+                gaussian = problem
+                mean, std = gaussian.mean_std(theta)
                 outputs = {"mean": mean.detach(), "std": std.detach()}
                 jacobians = {
-                    "mean": jac(lambda th: problem.mean_std(th)[0], theta),
-                    "std": jac(lambda th: problem.mean_std(th)[1], theta),
+                    "mean": jac(lambda th: gaussian.mean_std(th)[0], theta),
+                    "std": jac(lambda th: gaussian.mean_std(th)[1], theta),
                 }
-            else:
+            elif isinstance(problem, CategoricalProblem):
                 outputs = {"logits": problem.policy.logits(theta).detach()}
                 jacobians = {"logits": problem.policy.logits_jacobian(theta)}
+            else:
+                raise TypeError(f"problem {problem.name!r} has no policy outputs to check")
         _OUTPUT_CACHE[key] = (outputs, jacobians)
     outputs, jacobians = _OUTPUT_CACHE[key]
-    if values and problem.action_kind != "gaussian" and "values" not in outputs:
+    if values and isinstance(problem, CategoricalProblem) and "values" not in outputs:
+        categorical = problem
         with torch.enable_grad():
-            outputs["values"] = problem.q_and_v(theta)[1].detach()
-            jacobians["values"] = jac(lambda th: problem.q_and_v(th)[1], theta)
+            outputs["values"] = categorical.q_and_v(theta)[1].detach()
+            jacobians["values"] = jac(lambda th: categorical.q_and_v(th)[1], theta)
     return outputs, jacobians
 
 
 # --------------------------------------------------------------------------- one call
+#: Who performs one call of the loss. None: this process, through call_learner. Otherwise
+#: ``caller(inputs, leaves, seconds, traj) -> (value, gradients of value w.r.t. leaves)``,
+#: given the inputs built here, the named leaves they come from and the batch. The trusted
+#: grader sets it (:func:`use_caller`) to a call in its sandbox: this engine runs in the grader.
+CALLER: contextvars.ContextVar[Callable[..., Any] | None] = contextvars.ContextVar(
+    "pgcheck_exact_caller", default=None
+)
+
+
+def use_caller(caller: Callable[..., Any] | None) -> contextvars.Token[Any]:
+    """Make every new :class:`Evaluator` call the loss through ``caller``; returns the token
+    for ``CALLER.reset``."""
+    return CALLER.set(caller)
+
+
 @dataclass
 class CallOutcome:
     """Per-trajectory gradients of one call and what the loss depended on."""
@@ -111,6 +135,7 @@ class Evaluator:
         self.trusted = trusted
         self.output = ""
         self.calls = 0
+        self.caller = CALLER.get()
 
     def call(self, problem: Problem, traj: Trajectories) -> CallOutcome:
         """Evaluate the loss on ``traj`` and backpropagate to the per-trajectory leaves."""
@@ -147,16 +172,24 @@ class Evaluator:
                         "steps) or pass a larger timeout=",
                     )
                 )
-            result = call_learner(lambda: run(), {}, seconds=remaining, name="your loss")
-            self.used += result.cpu_seconds
-            if result.output and len(self.output) < 2000:
-                self.output += result.output[: 2000 - len(self.output)]
-            if result.error is not None:
-                error = result.error
-                if error.kind == ErrorKind.EXCEPTION:
-                    error = LearnerError(error.kind, error.message + _shapes(inputs))
-                raise LearnerFailure(error)
-            error, grads = result.value
+            if self.caller is not None:  # one call in the grader's jail; it checks the inputs
+                start = time.monotonic()
+                value, grads = self.caller(inputs, dict(leaf_items), remaining, traj)
+                self.used += time.monotonic() - start
+                error = _value_problem(value)
+                if grads is not None:
+                    grads = tuple(_plain(g) for g in grads)
+            else:
+                result = call_learner(lambda: run(), {}, seconds=remaining, name="your loss")
+                self.used += result.cpu_seconds
+                if result.output and len(self.output) < 2000:
+                    self.output += result.output[: 2000 - len(self.output)]
+                if result.error is not None:
+                    error = result.error
+                    if error.kind == ErrorKind.EXCEPTION:
+                        error = LearnerError(error.kind, error.message + _shapes(inputs))
+                    raise LearnerFailure(error)
+                error, grads = result.value
             # call_learner guards the inputs only through the closure; check them here
             _check_inputs_unchanged(inputs, traj)
         if error is not None:
@@ -314,6 +347,9 @@ class Expectation:
     padding_dependent: bool = False  # the loss changes with the padded length of the batch
     #: E[ĝ] through each θ-dependent input alone (they add up to ``expected_grad``)
     leaf_expected: dict[str, list[float]] = field(default_factory=dict)
+    #: categorical, A ≥ 3: whether ∂L/∂logits_t ∝ e_{a_t} − π(·|s_t) at every step (the loss
+    #: only weights log π of the taken actions); None where not measured
+    score_form: bool | None = None
 
 
 def batch_dims(problem: Problem, traj: Trajectories) -> set[int]:

@@ -30,7 +30,8 @@ VOCABULARY: dict[str, str] = {
     "mask": "[B,T] 1.0 on real steps, 0.0 on padding after the episode ended",
     "gamma": "float, the discount factor γ",
     "states": "[B,T] state indices s_t (long)",
-    "observations": "[B,T,S] one-hot encoding of s_t (float)",
+    "observations": "[B,T,S] one-hot encoding of s_t (float); [B,T,n] the state vector s_t "
+    "on continuous-state problems",
     "lengths": "[B] episode lengths T_i (long)",
     "q_values": "[B,T] reward-to-go G_t = Σ_{t'≥t} γ^{t'-t} r_{t'} (detached, 0 on padding)",
     "returns": "[B] R(τ) = Σ_t γ^t r_t (detached)",
@@ -40,10 +41,14 @@ VOCABULARY: dict[str, str] = {
 THETA_NAMES = frozenset({"log_probs", "logits", "probs", "dist", "mean", "std", "values"})
 CATEGORICAL_ONLY = frozenset({"logits", "probs", "values", "observations"})
 GAUSSIAN_ONLY = frozenset({"mean", "std"})
+#: what a problem with continuous states (vectors s_t) cannot provide
+CONTINUOUS_STATE_MISSING = frozenset({"logits", "probs", "values", "states"})
 
 
 def provides(problem: Any, names: Sequence[str]) -> bool:
     """Whether ``problem`` can provide every input in ``names`` (categorical vs Gaussian)."""
+    if getattr(problem, "continuous_states", False):  # s_t is a vector: no state indices
+        return not set(names) & (CONTINUOUS_STATE_MISSING)
     if problem.action_kind == "gaussian":
         return not set(names) & CATEGORICAL_ONLY
     return not set(names) & GAUSSIAN_ONLY
@@ -124,7 +129,12 @@ def build_inputs(
     gaussian = problem.action_kind == "gaussian"
     if gaussian:
         if want & {"log_probs", "dist", "mean", "std"}:
+            per_step = problem.step_outputs(problem.theta0, traj) if "mean" not in outputs else None
             for key in ("mean", "std"):
+                if per_step is not None:  # outputs depend on the trajectory's states s_t
+                    leaves[key] = per_step[0][key].detach().clone().requires_grad_(True)
+                    jac[key] = per_step[1][key]
+                    continue
                 leaves[key] = outputs[key][states].detach().clone().requires_grad_(True)
                 jac[key] = jacobians[key][states]
             dist = torch.distributions.Normal(leaves["mean"], leaves["std"], validate_args=False)
@@ -162,8 +172,10 @@ def build_inputs(
         "mask": lambda: mask.clone(),
         "gamma": lambda: float(traj.gamma),
         "states": lambda: states.clone(),
-        "observations": lambda: torch.nn.functional.one_hot(states, problem.n_states).to(
-            torch.float64
+        "observations": lambda: (
+            torch.nn.functional.one_hot(states, problem.n_states).to(torch.float64)
+            if not hasattr(traj, "observations")
+            else traj.observations.clone()
         ),
         "lengths": lambda: traj.lengths.clone(),
         "q_values": lambda: traj.reward_to_go.clone(),

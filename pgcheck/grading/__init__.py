@@ -8,9 +8,17 @@ Inside the student's kernel (``nbgrader autograde``, or a learner running the ce
 the registered check on the learner's function and raises ``AssertionError("hidden test
 failed")`` -- nothing else -- when it does not pass. That in-kernel score can be faked from
 inside the notebook, so instructors grade with the trusted grader
-(:mod:`pgcheck.grading.trusted`, ``python -m pgcheck.grading autograde``), which parses these
-calls from the instructor's source notebook and re-runs each check with the learner's code
-in a separate isolated process.
+(``python -m pgcheck.grading autograde``), one module per step:
+
+* :mod:`~pgcheck.grading.spec`: the instructor's notebook -> hidden tests, setup, answer ids;
+* :mod:`~pgcheck.grading.jail`: the bubblewrap sandbox every execution of student code uses;
+* :mod:`~pgcheck.grading.child`: the only code in the jail; it runs the answer cells and
+  *calls* the student's functions on plain inputs;
+* :mod:`~pgcheck.grading.protocol`: the grader's side of those calls (plain data only);
+* :mod:`~pgcheck.grading.grader`: fresh instances, checks, references and verdicts, here;
+* :mod:`~pgcheck.grading.gradebook`: nbgrader's gradebook, the CSV, sanitised text;
+* :mod:`~pgcheck.grading.feedback`: feedback notebooks, hidden tests hidden;
+* :mod:`~pgcheck.grading.cli`, :mod:`~pgcheck.grading.gradescope`: the commands.
 """
 
 from __future__ import annotations

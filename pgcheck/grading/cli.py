@@ -2,10 +2,12 @@
 
 * ``release [NAME ...]``: check the grading contract of every source notebook, then
   regenerate the student notebooks in ``notebooks/`` with ``nbgrader generate_assignment``.
-* ``autograde NAME [--student ID ...]``: ``nbgrader autograde`` (autograded notebooks for
-  feedback and manual grading), then the trusted isolated grader, whose scores replace the
-  test cells' scores in the gradebook and go to ``course/trusted/NAME.csv``.
+* ``autograde NAME [--student ID ...]``: the trusted grader runs every submission in its own
+  jail; its scores go into the gradebook (through nbgrader's API: nbgrader never executes a
+  submission), ``course/trusted/NAME.csv`` and the notebooks for ``generate_feedback``.
 * ``grade SOURCE SUBMISSION``: trusted-grade one notebook file and print the cell grades.
+* ``gradescope-bundle NAME OUT.zip`` / ``gradescope-run``: a Gradescope autograder that runs
+  this same sandboxed grader on one submission (see :mod:`pgcheck.grading.gradescope`).
 
 Run them from the course root (the folder with ``nbgrader_config.py``) or pass ``--root``.
 """
@@ -23,17 +25,17 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from pgcheck.grading.notebook import GradingSpecError, assignment_notebooks, parse_source
-from pgcheck.grading.trusted import (
+from pgcheck.grading.feedback import write_feedback_notebooks
+from pgcheck.grading.gradebook import plain_text, record_in_gradebook, summary_lines, write_csv
+from pgcheck.grading.grader import (
     DEFAULT_CELL_TIMEOUT,
     DEFAULT_TIMEOUT,
     CellGrade,
     Submission,
-    grade_notebook,
     grade_submissions,
-    record_in_gradebook,
-    write_csv,
 )
+from pgcheck.grading.jail import SandboxUnavailable
+from pgcheck.grading.spec import GradingSpecError, assignment_notebooks, parse_source
 
 
 def course_config(root: Path) -> Any:
@@ -95,23 +97,42 @@ def cmd_release(args: argparse.Namespace) -> int:
     return status
 
 
-def _print_summary(grades: Sequence[CellGrade]) -> None:
-    totals: dict[tuple[str, str], list[float]] = {}
-    problems: dict[tuple[str, str], list[str]] = {}
-    for g in grades:
-        key = (g.student, g.assignment)
-        totals.setdefault(key, [0.0, 0.0])
-        totals[key][0] += g.score
-        totals[key][1] += g.points
-        if g.status != "passed":
-            problems.setdefault(key, []).append(f"{g.grade_id}: {g.status}")
-    for (student, assignment), (score, points) in sorted(totals.items()):
-        extra = "; ".join(problems.get((student, assignment), []))
-        print(f"{student:<20} {assignment:<28} {score:6.1f} / {points:<6.1f} {extra}")
+def _say_unsandboxed() -> None:
+    bar = "!" * 78
+    print(
+        f"{bar}\nWARNING: --no-sandbox: student code runs WITHOUT the jail, with your rights.\n"
+        "It can read solutions/, change the gradebook and other submissions, and outlive\n"
+        f"the grader. Use this only for notebooks you wrote yourself.\n{bar}",
+        file=sys.stderr,
+        flush=True,
+    )
+
+
+def _grade(items: list[tuple[Submission, Any]], args: argparse.Namespace) -> list[CellGrade] | None:
+    """Run the trusted grader; None (after saying why and how to fix it) if it cannot start."""
+    if args.no_sandbox:
+        _say_unsandboxed()
+    try:
+        return grade_submissions(
+            items,
+            timeout=args.timeout,
+            cell_timeout=args.cell_timeout,
+            preload=args.preload,
+            jobs=args.jobs,
+            sandbox=not args.no_sandbox,
+        )
+    except SandboxUnavailable as exc:
+        print(str(exc), file=sys.stderr)
+        return None
 
 
 def cmd_autograde(args: argparse.Namespace) -> int:
-    """nbgrader autograde, then the trusted grader's scores into the gradebook and a CSV."""
+    """Trusted-grade every submission in the jail; scores into the gradebook and a CSV.
+
+    nbgrader never executes a submission: the scores go into the gradebook through its API
+    and the notebooks for ``nbgrader generate_feedback`` are written here, unexecuted, with
+    each test cell's trusted reason as its output.
+    """
     root = Path(args.root).resolve()
     os.chdir(root)
     coursedir, config = course_config(root)
@@ -121,7 +142,10 @@ def cmd_autograde(args: argparse.Namespace) -> int:
         raise SystemExit(f"no such assignment: {source_dir}")
     submitted = root / coursedir.submitted_directory
     students = (
-        args.student or sorted(p.name for p in submitted.iterdir() if (p / name).is_dir())
+        args.student
+        or sorted(
+            p.name for p in submitted.iterdir() if (p / name).exists() or (p / name).is_symlink()
+        )
         if submitted.is_dir()
         else []
     )
@@ -129,35 +153,26 @@ def cmd_autograde(args: argparse.Namespace) -> int:
         print(f"no submissions of {name} in {submitted}")
         return 0
     started = time.monotonic()
-    if not args.skip_nbgrader:
-        extra = ["--force"] if args.force else []
-        if args.student:
-            for student in students:
-                _nbgrader(["autograde", name, f"--student={student}", *extra], root)
-        else:
-            _nbgrader(["autograde", name, *extra], root)
     specs = [parse_source(p) for p in assignment_notebooks(source_dir)]
     items = []
     for student in students:
         for spec in specs:
             path = submitted / student / name / spec.path.name
-            items.append((Submission(student, name, path), spec))
+            items.append((Submission(student, name, path, submitted / student), spec))
     print(
         f"trusted grader: {len(items)} notebook(s), {args.jobs or os.cpu_count()} worker(s)",
         flush=True,
     )
-    grades = grade_submissions(
-        items,
-        timeout=args.timeout,
-        cell_timeout=args.cell_timeout,
-        preload=args.preload,
-        jobs=args.jobs,
-        isolation=args.isolation,
-    )
+    grades = _grade(items, args)
+    if grades is None:
+        return 3
     csv_path = write_csv(grades, args.csv or root / "course" / "trusted" / f"{name}.csv")
     _with_interpreter_on_path()
     written = record_in_gradebook(grades, coursedir.db_url)
-    _print_summary(grades)
+    write_feedback_notebooks(
+        grades, items, root / coursedir.autograded_directory, root / coursedir.release_directory
+    )
+    print("\n".join(summary_lines(grades)))
     print(
         f"{written} trusted grades written to {coursedir.db_url}; table: {csv_path}; "
         f"{time.monotonic() - started:.1f} s"
@@ -167,17 +182,15 @@ def cmd_autograde(args: argparse.Namespace) -> int:
 
 def cmd_grade(args: argparse.Namespace) -> int:
     """Trusted-grade one notebook file against its source and print the grades as JSON."""
-    grades = grade_notebook(
-        args.source,
-        args.submission,
-        student=args.student,
-        timeout=args.timeout,
-        cell_timeout=args.cell_timeout,
-        preload=args.preload,
-        jobs=args.jobs,
-        isolation=args.isolation,
-    )
-    print(json.dumps([asdict(g) for g in grades], indent=1))
+    spec = parse_source(args.source)
+    path = Path(args.submission)
+    sub = Submission(args.student, Path(args.source).parent.name, path, path.parent)
+    grades = _grade([(sub, spec)], args)
+    if grades is None:
+        return 3
+    rows = [{k: (plain_text(v) if isinstance(v, str) else v) for k, v in asdict(g).items()}
+            for g in grades]  # fmt: skip
+    print(json.dumps(rows, indent=1))
     return 0
 
 
@@ -208,11 +221,9 @@ def build_parser() -> argparse.ArgumentParser:
             help="seconds per answer cell inside the child (default %(default)s)",
         )
         p.add_argument(
-            "--isolation",
-            choices=["notebook", "test"],
-            default="notebook",
-            help="one interpreter per notebook and a forked process per test "
-            "(default), or one interpreter per test",
+            "--no-sandbox",
+            action="store_true",
+            help="UNSAFE: run student code without the jail (only for your own notebooks)",
         )
         p.add_argument(
             "--preload",
@@ -241,11 +252,10 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="where to write the grade table (default course/trusted/NAME.csv)",
     )
-    p.add_argument("--force", action="store_true", help="pass --force to nbgrader autograde")
     p.add_argument(
         "--skip-nbgrader",
         action="store_true",
-        help="only the trusted grader (no autograded notebooks, no feedback)",
+        help="accepted for old scripts; nbgrader never executes submissions any more",
     )
     common(p)
     p.set_defaults(func=cmd_autograde)
@@ -256,6 +266,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--student", default="student")
     common(p)
     p.set_defaults(func=cmd_grade)
+
+    from pgcheck.grading import gradescope
+
+    gradescope.add_commands(sub, common)
     return parser
 
 

@@ -6,6 +6,7 @@
 * :func:`categorical_bandit` — one state, A actions
 * :func:`gaussian_bandit` — contextual Gaussian policy, quadratic reward
 * :func:`random_discounted_mdp` — infinite-horizon discounted MDP (linear solve)
+* :func:`linear_gaussian` — multi-step linear dynamics, Gaussian policy, quadratic reward
 * :mod:`.registry` — the named instances (:func:`get`) and the :func:`default_suite`
 
 To add a problem: subclass :class:`Problem` in a module of its own, then add a builder to
@@ -17,6 +18,7 @@ from __future__ import annotations
 from pgcheck.problems.base import Problem, Trajectories, discounted_cumsum, finite_differences
 from pgcheck.problems.discounted import DiscountedMDP, random_discounted_mdp
 from pgcheck.problems.gaussian import GaussianBandit, gaussian_bandit, hermite_nodes
+from pgcheck.problems.linear_gaussian import LinearGaussianProblem, linear_gaussian
 from pgcheck.problems.registry import (
     MIXING_NAMES,
     SUITE_NAMES,
@@ -33,6 +35,7 @@ __all__ = [
     "DiscountedMDP",
     "FiniteHorizonMDP",
     "GaussianBandit",
+    "LinearGaussianProblem",
     "Problem",
     "Trajectories",
     "categorical_bandit",
@@ -43,6 +46,7 @@ __all__ = [
     "gaussian_bandit",
     "get",
     "hermite_nodes",
+    "linear_gaussian",
     "random_discounted_mdp",
     "random_mdp",
     "remember",

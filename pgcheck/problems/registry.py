@@ -14,6 +14,7 @@ import torch
 from pgcheck.problems.base import Problem
 from pgcheck.problems.discounted import random_discounted_mdp
 from pgcheck.problems.gaussian import GaussianBandit, gaussian_bandit
+from pgcheck.problems.linear_gaussian import linear_gaussian
 from pgcheck.problems.policies import LinearSoftmax
 from pgcheck.problems.tabular import FiniteHorizonMDP, categorical_bandit, random_mdp
 
@@ -21,7 +22,17 @@ from pgcheck.problems.tabular import FiniteHorizonMDP, categorical_bandit, rando
 #: γ < 1 (catches a missing γ^t) and γ = 1; random termination (lengths differ: catches a
 #: forgotten mask and per-episode means); action-dependent rewards (catches off-by-one
 #: reward-to-go); non-uniform linear, tabular and MLP policies; H ≥ 3 (timing bugs).
-SUITE_NAMES = ("mdp-linear", "mdp-mlp", "mdp-tabular-undiscounted", "bandit", "gaussian")
+SUITE_NAMES: tuple[str, ...] = (
+    "mdp-linear",
+    "mdp-mlp",
+    "mdp-tabular-undiscounted",
+    "bandit",
+    "gaussian",
+)
+#: Multi-step linear-Gaussian instances (continuous states and actions): a learned log σ with
+#: γ < 1, and a fixed σ with γ = 1 and noisy dynamics. They catch the timing bugs a one-step
+#: bandit hides (a missing γ^t, reward-to-go off by one) for Gaussian losses.
+SUITE_NAMES = SUITE_NAMES + ("lqg-sigma", "lqg-noise-undiscounted")
 
 #: Instances for losses that mix trajectories in a batch: every batch of three is enumerated,
 #: so they have few trajectories, but "mdp-mix" is as long as the main suite (H = 4).
@@ -100,6 +111,21 @@ BUILDERS: dict[str, Callable[[], Problem]] = {
     "gaussian-small": _small_gaussian,
     "mdp-mix": _mixing_mdp,
     "discounted": lambda: random_discounted_mdp(17, name="discounted"),
+    "lqg-sigma": lambda: linear_gaussian(
+        19, horizon=3, gamma=0.9, learn_sigma=True, sigma=0.6, name="lqg-sigma"
+    ),
+    "lqg-noise-undiscounted": lambda: linear_gaussian(
+        20,
+        horizon=2,
+        gamma=1.0,
+        learn_sigma=False,
+        sigma=1.4,
+        noise=0.5,
+        name="lqg-noise-undiscounted",
+    ),
+    "lqg-h4": lambda: linear_gaussian(
+        21, horizon=4, gamma=0.95, learn_sigma=True, sigma=0.8, n_nodes=6, name="lqg-h4"
+    ),
 }
 
 # custom problems seen by the checks, by name

@@ -1,0 +1,558 @@
+"""The trusted grader: student code runs only in a jail that can only *call* it.
+
+For one submitted notebook (:func:`grade_one`):
+
+1. the file is read as data (a symlink that leaves the student's folder is refused);
+2. a jail (:mod:`pgcheck.grading.jail`) gets the instructor's setup code (parsed from
+   ``solutions/``, never from the student's file) and only the student's answer cells, and a
+   copy of that one notebook; the parent enforces the per-cell wall limit from outside;
+3. for every hidden test, the check's ``measure`` and ``judge`` run **here**, on fresh random
+   instances drawn from this run's own seed (pseudo-loss checks), with the student's function
+   replaced by :class:`~pgcheck.grading.protocol.RemoteFunction` /
+   :class:`~pgcheck.grading.protocol.RemoteLoss`: the jail only receives plain arrays and
+   returns values and gradients. Nothing the student built is imported, unpickled or trusted;
+4. a visible test cell runs in the jail and earns its points only if it passed there *and*
+   every hidden test of the functions it uses passed here.
+
+A jail that dies (time-out, crash, flood, protocol violation) costs only the tests that were
+running; the next test gets a fresh jail. Submissions never share a jail.
+"""
+
+from __future__ import annotations
+
+import ast
+import os
+import secrets
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import nbformat
+
+from pgcheck.grading.jail import Jail, JailConfig, JailDied, Limits, require_sandbox
+from pgcheck.grading.protocol import RemoteLoss, Session, remote_functions, start_session
+from pgcheck.grading.spec import NotebookSpec, nbgrader_meta, parse_source, to_python
+
+DEFAULT_TIMEOUT = 60.0
+DEFAULT_CELL_TIMEOUT = 30.0
+#: seconds for the jail's interpreter to start (imports) before the first cell
+STARTUP_ALLOWANCE = 60.0
+#: largest notebook file accepted
+MAX_NOTEBOOK_BYTES = 8 * 2**20
+
+
+@dataclass
+class CellGrade:
+    """The trusted score of one graded cell of one submission, with a plain reason."""
+
+    student: str
+    assignment: str
+    notebook: str
+    grade_id: str
+    kind: str  # "hidden" or "visible"
+    points: float
+    score: float
+    status: str  # "passed", "failed", or why it could not be graded
+    message: str = ""
+    seconds: float = 0.0
+
+
+@dataclass
+class Submission:
+    """One student's copy of one notebook; ``anchor`` is the folder it must stay inside."""
+
+    student: str
+    assignment: str
+    path: Path
+    anchor: Path | None = None
+
+
+@dataclass
+class Options:
+    """Settings of one grading run (picklable: sent to the worker processes)."""
+
+    timeout: float = DEFAULT_TIMEOUT
+    cell_timeout: float = DEFAULT_CELL_TIMEOUT
+    sandbox: bool = True
+    python: str | None = None
+    preload: tuple[str, ...] = ()
+    seed: int = field(default_factory=lambda: secrets.randbits(62))
+    limits: Limits = field(default_factory=Limits)
+
+
+# --------------------------------------------------------------------------- instances
+_FRESH: dict[int, list[Any]] = {}
+
+
+def fresh_problems(seed: int) -> list[Any]:
+    """The pseudo-loss instances of this run: the default suite's kinds, new random seeds.
+
+    Drawn from the run's own seed (never sent to the jail), so a submission cannot know them.
+    """
+    if seed in _FRESH:
+        return _FRESH[seed]
+    import numpy as np
+
+    from pgcheck.problems.gaussian import gaussian_bandit
+    from pgcheck.problems.tabular import categorical_bandit, random_mdp
+
+    rng = np.random.default_rng(seed)
+    s = [int(x) for x in rng.integers(1_000, 2**31 - 1, size=5)]
+    tag = f"{seed % 10**8:08d}"
+    _FRESH[seed] = [
+        random_mdp(
+            s[0], n_states=3, n_actions=2, horizon=3, gamma=0.9, policy="linear",
+            name=f"mdp-linear~{tag}",
+        ),
+        random_mdp(
+            s[1], n_states=3, n_actions=3, horizon=3, gamma=0.8, policy="mlp",
+            name=f"mdp-mlp~{tag}",
+        ),
+        random_mdp(
+            s[2], n_states=3, n_actions=2, horizon=4, gamma=1.0, policy="tabular", fanout=1,
+            name=f"mdp-tabular-undiscounted~{tag}",
+        ),
+        categorical_bandit(s[3], n_actions=4, name=f"bandit~{tag}"),
+        gaussian_bandit(s[4], name=f"gaussian~{tag}"),
+    ]  # fmt: skip
+    return _FRESH[seed]
+
+
+# --------------------------------------------------------------------------- the file
+def read_submission(sub: Submission) -> tuple[bytes | None, str]:
+    """The notebook's bytes, or (None, why it is refused): symlinks must stay inside."""
+    path = Path(sub.path)
+    anchor = Path(sub.anchor) if sub.anchor is not None else path.parent
+    if anchor.is_symlink():
+        return None, "the submission folder is a symbolic link: submit the notebook itself"
+    try:
+        real = path.resolve(strict=True)
+    except (OSError, RuntimeError):
+        return None, "the notebook was not submitted"
+    if not real.is_relative_to(anchor.resolve()):
+        return None, "the notebook is a link to a file outside the submission: refused"
+    if not real.is_file():
+        return None, "the submitted notebook is not a file"
+    if real.stat().st_size > MAX_NOTEBOOK_BYTES:
+        return None, "the notebook is larger than 8 MB"
+    return real.read_bytes(), ""
+
+
+def student_cells(data: bytes) -> tuple[dict[str, list[str]], dict[str, str]]:
+    """(answer sources by grade_id, top-level names defined in unmarked cells -> cell label)."""
+    import io
+
+    try:
+        nb = nbformat.read(io.StringIO(data.decode("utf-8", "replace")), as_version=4)
+    except Exception:  # noqa: BLE001 - a broken submission has no answers
+        return {}, {}
+    answers: dict[str, list[str]] = {}
+    helpers: dict[str, str] = {}
+    for index, cell in enumerate(nb.get("cells", [])):
+        if cell.get("cell_type") != "code":
+            continue
+        source = cell.get("source", "")
+        source = "".join(source) if isinstance(source, list) else str(source)
+        meta = nbgrader_meta(cell)
+        grade_id = meta.get("grade_id")
+        if meta.get("solution") and isinstance(grade_id, str) and grade_id:
+            answers.setdefault(grade_id, []).append(to_python(source))
+        elif not meta.get("grade"):
+            for name in _defined_names(source):
+                helpers.setdefault(name, f"cell {index + 1}")
+    return answers, helpers
+
+
+def _defined_names(source: str) -> list[str]:
+    try:
+        tree = ast.parse(to_python(source))
+    except SyntaxError:
+        return []
+    names = []
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            names.append(node.name)
+        elif isinstance(node, ast.Assign):
+            names += [t.id for t in node.targets if isinstance(t, ast.Name)]
+    return names
+
+
+def imports_pgcheck(source: str) -> bool:
+    """Whether an answer imports pgcheck (the answer key's package) in any form."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return "pgcheck" in source
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import) and any(
+            a.name.split(".")[0] == "pgcheck" for a in node.names
+        ):
+            return True
+        if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "pgcheck":
+            return True
+        if (
+            isinstance(node, ast.Constant)
+            and isinstance(node.value, str)
+            and "pgcheck" in node.value
+        ):
+            return True  # __import__("pgcheck"), importlib.import_module("pgcheck...")
+    return False
+
+
+def defines(source: str, name: str) -> bool:
+    """Whether an answer cell defines ``name`` at top level."""
+    return name in _defined_names(source)
+
+
+def jail_cells(
+    spec: NotebookSpec, answers: dict[str, list[str]], grader_only: Sequence[str] = ()
+) -> list[dict[str, str]]:
+    """The code the jail runs, in notebook order: instructor setup and the student's answers.
+
+    The instructor's imports of pgcheck and of the preload modules (``grader_only``) are left
+    out: neither is in the jail, and answers must not need them.
+    """
+    drop = {"pgcheck", *grader_only}
+    cells: list[dict[str, str]] = []
+    for step in spec.steps:
+        if step.kind == "answer":
+            for i, src in enumerate(answers.get(step.label, [])):
+                label = f"answer cell {step.label}" + (f" (copy {i + 1})" if i else "")
+                cells.append({"label": label, "source": src})
+            continue
+        kept = [k for k in (_without_imports(s, drop) for s in step.sources) if k.strip()]
+        if kept:
+            cells.append({"label": f"setup {step.label}", "source": "\n".join(kept)})
+    return cells
+
+
+def _without_imports(source: str, modules: set[str]) -> str:
+    """``source`` without its top-level imports of ``modules`` (unchanged if it has none)."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return source
+
+    def grader_only(node: ast.stmt) -> bool:
+        if isinstance(node, ast.Import):
+            return all(a.name.split(".")[0] in modules for a in node.names)
+        if isinstance(node, ast.ImportFrom):
+            return (node.module or "").split(".")[0] in modules
+        return False
+
+    if not any(grader_only(n) for n in tree.body):
+        return source
+    tree.body = [n for n in tree.body if not grader_only(n)]
+    return ast.unparse(tree)
+
+
+# --------------------------------------------------------------------------- one notebook
+class _Grading:
+    """The state of grading one notebook: its jail (restarted after a death) and reasons."""
+
+    def __init__(self, sub: Submission, spec: NotebookSpec, options: Options, slot: int) -> None:
+        self.sub, self.spec, self.options, self.slot = sub, spec, options, slot
+        self.data, self.refused = read_submission(sub)
+        self.answers, self.helpers = student_cells(self.data or b"")
+        preloads = [Path(p).stem for p in options.preload]
+        self.cells = jail_cells(spec, self.answers, preloads)
+        self.functions = sorted({t.function_name for t in spec.hidden})
+        self.session: Session | None = None
+        self.cell_errors: list[dict[str, str]] = []
+        self.dropped: list[str] = []  # cells that killed their jail: left out of the next one
+        self.start_failure = ""
+        self.config = JailConfig(
+            python=options.python or JailConfig().python,
+            sandbox=options.sandbox,
+            limits=options.limits,
+        )
+
+    def session_or_none(self) -> Session | None:
+        if self.session is not None and self.session.jail.dead is None:
+            return self.session
+        if self.session is not None:
+            self.session.close()
+            self.session = None
+        for _ in range(4):  # a cell that ends its jail is left out, the rest run again
+            jail = Jail(
+                self.config, slot=self.slot, notebook=self.data, notebook_name=self.spec.path.name
+            )
+            self.session, errors, why, index = start_session(
+                jail,
+                self.cells,
+                self.functions,
+                cell_timeout=self.options.cell_timeout,
+                startup=STARTUP_ALLOWANCE,
+                call_timeout=self.options.timeout,
+            )
+            if self.session is not None:
+                self.cell_errors = errors + [
+                    {"label": d.split(":", 1)[0], "error": d} for d in self.dropped
+                ]
+                return self.session
+            jail.kill(why)
+            self.start_failure = why
+            if index is None or not self.cells[index]["label"].startswith("answer cell"):
+                return None
+            label = self.cells[index]["label"]
+            self.dropped.append(f"{label}: {why}, so it was left out")
+            self.cells = self.cells[:index] + self.cells[index + 1 :]
+        return None
+
+    def close(self) -> None:
+        if self.session is not None:
+            self.session.close()
+
+    # ------------------------------------------------------------------ reasons
+    def missing_reason(self, name: str) -> str:
+        own = [e for e in self.cell_errors if e["label"].startswith("answer cell")]
+        for err in own:
+            if "pgcheck" in err["error"] and "ModuleNotFoundError" in err["error"]:
+                return f"imports pgcheck in {err['label']}: answers may not use pgcheck"
+        if name in self.helpers:
+            return (
+                f"`{name}` is defined in an unmarked {self.helpers[name]}, which is not "
+                "graded: move it into the answer cell"
+            )
+        text = f"no function `{name}` was defined by the answer cells"
+        dropped = [d for d in self.dropped]
+        if dropped:
+            text += "; " + "; ".join(dropped)
+        elif own:
+            text += f"; {own[0]['label']} raised {own[0]['error']}"
+        return text
+
+    def explain(self, message: str) -> str:
+        """Add the helper hint to a NameError of a name defined in an unmarked cell."""
+        for name, where in self.helpers.items():
+            if f"name '{name}' is not defined" in message:
+                return (
+                    f"used an unmarked cell's helper `{name}` ({where}): move it into the "
+                    f"answer cell. ({message})"
+                )
+        return message
+
+
+def _judge_hidden(g: _Grading, test: Any, fresh: list[Any]) -> tuple[bool, str, str]:
+    """(passed, status, reason) of one hidden test, computed in this process."""
+    from pgcheck.checks.registry import REGISTRY
+    from pgcheck.exact.expectation import CALLER
+    from pgcheck.sandbox import guarded_state, quiet, single_thread
+
+    sources = [s for srcs in g.answers.values() for s in srcs if defines(s, test.function_name)]
+    if any(imports_pgcheck(s) for s in sources) or (
+        not sources and any(imports_pgcheck(s) for srcs in g.answers.values() for s in srcs)
+    ):
+        return (
+            False,
+            "imports-pgcheck",
+            (
+                "imports pgcheck: an answer may not use pgcheck (its reference code is the answer "
+                "key; it is not available while grading)"
+            ),
+        )
+    check = REGISTRY.get(test.check)
+    if check is None:
+        return False, "unknown-check", f"no check named {test.check!r} in the grader"
+    session = g.session_or_none()
+    if session is None:
+        return False, "not-run", g.start_failure or "the sandbox did not start"
+    fn = remote_functions(session, [test.function_name])[test.function_name]
+    if fn is None:
+        return False, "missing", g.missing_reason(test.function_name)
+    options = dict(test.options)
+    token = None
+    if test.check == "pseudo_loss":
+        if options.get("problem") in (None, "default"):
+            from pgcheck.exact.vocabulary import VocabularyError, provides, requested_names
+
+            try:
+                names = requested_names(fn)
+                options["problem"] = [p for p in fresh if provides(p, names)] or None
+            except VocabularyError:
+                pass  # measure reports it
+        token = CALLER.set(RemoteLoss(session, test.function_name))
+    try:
+        with quiet(), guarded_state(), single_thread():
+            measurement = check.measure(fn, **options)
+            report = check.judge(measurement, **options)
+    except Exception as exc:  # noqa: BLE001 - a failure in the exchange is a failed test
+        return False, "error", f"could not be graded: {type(exc).__name__}: {exc}"[:500]
+    finally:
+        if token is not None:
+            CALLER.reset(token)
+    passed = type(report.passed) is bool and report.passed is True
+    message = str(getattr(report, "message", ""))
+    if session.jail.dead and not passed:
+        message = f"{session.jail.dead}; {message}"
+    return passed, ("passed" if passed else "failed"), g.explain(message)
+
+
+def grade_one(
+    sub: Submission, spec: NotebookSpec, options: Options, slot: int = 0
+) -> list[CellGrade]:
+    """The trusted cell grades of one submitted notebook (never raises for a bad submission)."""
+    import time
+
+    _load_preloads(options.preload)
+    g = _Grading(sub, spec, options, slot)
+    fresh = fresh_problems(options.seed)
+    grades: list[CellGrade] = []
+    passed_functions: dict[str, bool] = {}
+
+    def cell(test: Any, kind: str, passed: bool, status: str, message: str, t0: float) -> None:
+        grades.append(
+            CellGrade(
+                sub.student, sub.assignment, spec.name, test.grade_id, kind, test.points,
+                test.points if passed else 0.0, status, message[:600],
+                round(time.monotonic() - t0, 3),
+            )
+        )  # fmt: skip
+
+    try:
+        for test in spec.hidden:
+            t0 = time.monotonic()
+            if g.data is None:
+                passed, status, message = False, "refused", g.refused
+            else:
+                passed, status, message = _judge_hidden(g, test, fresh)
+            passed_functions[test.function_name] = (
+                passed_functions.get(test.function_name, True) and passed
+            )
+            cell(test, "hidden", passed, status, message, t0)
+        for vtest in spec.visible:
+            t0 = time.monotonic()
+            if g.data is None:
+                cell(vtest, "visible", False, "refused", g.refused, t0)
+                continue
+            failing = sorted(f for f in vtest.functions if not passed_functions.get(f))
+            session = g.session_or_none()
+            if session is None:
+                cell(vtest, "visible", False, "not-run", g.start_failure, t0)
+                continue
+            try:
+                reply = session.request(
+                    {"op": "visible", "source": vtest.source, "label": f"test {vtest.grade_id}"},
+                    options.timeout,
+                )
+            except JailDied as died:
+                cell(
+                    vtest,
+                    "visible",
+                    False,
+                    "failed",
+                    f"test cell {vtest.grade_id} {died.reason}",
+                    t0,
+                )
+                continue
+            error = reply.get("error")
+            if isinstance(error, dict):
+                error = str(error.get("message", "an error"))
+            if error is not None:
+                cell(vtest, "visible", False, "failed", g.explain(f"raised {error}"), t0)
+            elif reply.get("stderr") is not False:
+                cell(vtest, "visible", False, "failed", "wrote to stderr", t0)
+            elif failing:
+                cell(vtest, "visible", False, "failed",
+                     "the hidden tests of " + ", ".join(failing) + " failed", t0)  # fmt: skip
+            else:
+                cell(vtest, "visible", True, "passed", "", t0)
+    finally:
+        g.close()
+    return grades
+
+
+_LOADED: set[str] = set()
+
+
+def _load_preloads(paths: Sequence[str]) -> None:
+    """Import the instructor's trusted preload files here (they register extra checks)."""
+    import importlib.util
+    import sys
+
+    for path in paths:
+        if path in _LOADED:
+            continue
+        name = Path(path).stem
+        spec = importlib.util.spec_from_file_location(name, path)
+        if spec is None or spec.loader is None:
+            raise ImportError(path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+        _LOADED.add(path)
+
+
+# --------------------------------------------------------------------------- many notebooks
+_SLOT: list[int] = [0]
+
+
+def _worker_init(slots: Any) -> None:
+    import torch
+
+    torch.set_num_threads(1)
+    _SLOT[0] = int(slots.get())
+
+
+def _worker(sub: Submission, spec_path: str, options: Options) -> list[CellGrade]:
+    return grade_one(sub, parse_source(spec_path), options, slot=_SLOT[0])
+
+
+def grade_submissions(
+    items: Iterable[tuple[Submission, NotebookSpec]],
+    *,
+    timeout: float = DEFAULT_TIMEOUT,
+    cell_timeout: float = DEFAULT_CELL_TIMEOUT,
+    preload: Sequence[str | Path] = (),
+    jobs: int | None = None,
+    sandbox: bool = True,
+    python: str | None = None,
+    seed: int | None = None,
+) -> list[CellGrade]:
+    """Grade many submitted notebooks, each in its own jail(s), ``jobs`` at a time.
+
+    Raises:
+        SandboxUnavailable: ``sandbox`` is on and a jail cannot start here (why, how to fix).
+    """
+    if sandbox:
+        require_sandbox(python)
+    options = Options(
+        timeout=timeout,
+        cell_timeout=cell_timeout,
+        sandbox=sandbox,
+        python=python,
+        preload=tuple(str(Path(p).resolve()) for p in preload),
+    )
+    if seed is not None:
+        options.seed = seed
+    work = list(items)
+    workers = max(1, min(jobs or os.cpu_count() or 1, len(work)))
+    if workers == 1:
+        return [grade for sub, spec in work for grade in grade_one(sub, spec, options)]
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")
+    slots = context.Queue()
+    for slot in range(workers):
+        slots.put(slot)
+    with ProcessPoolExecutor(workers, mp_context=context, initializer=_worker_init,
+                             initargs=(slots,)) as pool:  # fmt: skip
+        futures = [pool.submit(_worker, sub, str(spec.path), options) for sub, spec in work]
+        return [grade for f in futures for grade in f.result()]
+
+
+def grade_notebook(
+    source: str | Path,
+    submission: str | Path,
+    *,
+    student: str = "student",
+    assignment: str = "",
+    **kwargs: Any,
+) -> list[CellGrade]:
+    """Grade one submitted notebook file against its instructor source notebook."""
+    spec = parse_source(source)
+    path = Path(submission)
+    sub = Submission(student, assignment or Path(source).parent.name, path, path.parent)
+    return grade_submissions([(sub, spec)], **kwargs)
