@@ -182,7 +182,9 @@ def main() -> None:
     warm = cpu_seconds(lambda: pgcheck.check_pseudo_loss(E.reward_to_go), repeats)
     wrong = cpu_seconds(lambda: pgcheck.check_pseudo_loss(E.MISTAKES["missing_gamma_t"]), repeats)
     exact = statistics.median(warm)
-    print("pgcheck.check_pseudo_loss, default suite (5 instances), one CPU thread")
+    n_suite = len(problems.default_suite())
+    print(f"pgcheck.check_pseudo_loss, default suite ({n_suite} instances), one CPU thread")
+    print("  (CPU time of this process and of the forked measurement child)")
     print(f"  correct loss, warm: median {exact * 1e3:.1f} ms CPU over {repeats} runs")
     print(
         f"  missing γ^t, warm:  median {statistics.median(wrong) * 1e3:.1f} ms CPU "
