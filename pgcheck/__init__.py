@@ -17,13 +17,16 @@ exact expectation of a learner's gradient) → :mod:`pgcheck.diagnosis` (naming 
 from pgcheck import grading, problems
 from pgcheck.checks.log_prob import check_log_prob
 from pgcheck.checks.pseudo_loss import check_pseudo_loss
+from pgcheck.checks.q_values import check_q_values
 from pgcheck.checks.registry import REGISTRY, register
 from pgcheck.checks.returns import check_returns
 from pgcheck.checks.rollout import check_rollout
 from pgcheck.checks.score_estimator import check_score_estimator
 from pgcheck.checks.score_function import check_score_function
+from pgcheck.checks.theorem_gradient import check_theorem_gradient
 from pgcheck.checks.trajectory_log_prob import check_trajectory_log_prob
 from pgcheck.checks.value_loss import check_value_loss
+from pgcheck.checks.visitation import check_visitation
 from pgcheck.errors import ErrorKind
 from pgcheck.exact.vocabulary import VOCABULARY
 from pgcheck.report import Report
@@ -46,4 +49,7 @@ __all__ = [
     "grading",
     "problems",
     "register",
+    "check_q_values",
+    "check_visitation",
+    "check_theorem_gradient",
 ]

@@ -11,12 +11,15 @@ from __future__ import annotations
 from pgcheck.checks import (
     log_prob,
     pseudo_loss,
+    q_values,
     returns,
     rollout,
     score_estimator,
     score_function,
+    theorem_gradient,
     trajectory_log_prob,
     value_loss,
+    visitation,
 )
 from pgcheck.checks.base import Check, Judge, Measure
 
@@ -30,6 +33,9 @@ BUILT_IN: tuple[Check, ...] = (
     returns.CHECK,
     rollout.CHECK,
     value_loss.CHECK,
+    q_values.CHECK,
+    visitation.CHECK,
+    theorem_gradient.CHECK,
 )
 
 #: name -> check.

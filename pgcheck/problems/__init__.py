@@ -6,6 +6,8 @@
 * :func:`categorical_bandit` — one state, A actions
 * :func:`gaussian_bandit` — contextual Gaussian policy, quadratic reward
 * :func:`random_discounted_mdp` — infinite-horizon discounted MDP (linear solve)
+* :func:`random_episodic_mdp` — episodic tabular MDP (every episode ends; γ = 1 allowed), and
+  the exact tables of the policy gradient theorem in :mod:`.episodic`
 * :mod:`.registry` — the named instances (:func:`get`) and the :func:`default_suite`
 
 To add a problem: subclass :class:`Problem` in a module of its own, then add a builder to
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 from pgcheck.problems.base import Problem, Trajectories, discounted_cumsum, finite_differences
 from pgcheck.problems.discounted import DiscountedMDP, random_discounted_mdp
+from pgcheck.problems.episodic import random_episodic_mdp
 from pgcheck.problems.gaussian import GaussianBandit, gaussian_bandit, hermite_nodes
 from pgcheck.problems.registry import (
     MIXING_NAMES,
@@ -46,4 +49,5 @@ __all__ = [
     "random_discounted_mdp",
     "random_mdp",
     "remember",
+    "random_episodic_mdp",
 ]
