@@ -154,6 +154,16 @@ def q_one_step(P, R, pi, gamma):
     return R + gamma * P @ (pi * R).sum(-1)
 
 
+def q_gamma_in_solve_only(P, R, pi, gamma):
+    S = P.shape[0]
+    V = torch.linalg.solve(torch.eye(S, dtype=DT) - gamma * _p_pi(P, pi), (pi * R).sum(-1))
+    return R + P @ V  # forgot gamma in the last step
+
+
+def q_weighted(P, R, pi, gamma):
+    return pi * q_solve(P, R, pi, gamma)
+
+
 @pytest.mark.parametrize("fn", [q_solve, q_iterate, q_numpy_loops])
 def test_q_values_correct(fn):
     report = pgcheck.check_q_values(fn)
@@ -170,6 +180,8 @@ def test_q_values_correct(fn):
         (q_transposed, "transposed_transitions"),
         (q_uniform, "policy_ignored"),
         (q_one_step, "one_backup"),
+        (q_gamma_in_solve_only, "gamma_once"),
+        (q_weighted, "pi_times_q"),
         (lambda P, R, pi, g: -q_solve(P, R, pi, g), "sign_flipped"),
         (lambda P, R, pi, g: q_solve(P, R, pi, g) + 0.1, "mismatch"),
     ],
@@ -288,6 +300,27 @@ def pgt_p0(p0, P, R, pi, score, gamma):
     return torch.einsum("s,sa,sa,sap->p", p0, pi, q_solve(P, R, pi, gamma), score)
 
 
+def pgt_q_without_gamma(p0, P, R, pi, score, gamma):
+    d, q = d_solve(p0, P, pi, gamma), q_iterate(P, R, pi, 1.0)
+    return torch.einsum("s,sa,sa,sap->p", d, pi, q, score)
+
+
+def pgt_greedy_q(p0, P, R, pi, score, gamma):
+    d, q = d_solve(p0, P, pi, gamma), q_greedy(P, R, pi, gamma)
+    return torch.einsum("s,sa,sa,sap->p", d, pi, q, score)
+
+
+def pgt_pi_twice(p0, P, R, pi, score, gamma):
+    grad_pi = pi[..., None] * score
+    d, q = d_solve(p0, P, pi, gamma), q_solve(P, R, pi, gamma)
+    return torch.einsum("s,sa,sa,sap->p", d, pi, q, grad_pi)
+
+
+def pgt_all_states_equal(p0, P, R, pi, score, gamma):
+    q = q_solve(P, R, pi, gamma)
+    return (pi[..., None] * q[..., None] * score).sum((0, 1))
+
+
 @pytest.mark.parametrize("fn", [pgt, pgt_loops_with_advantage, pgt_grad_pi])
 def test_theorem_gradient_correct(fn):
     report = pgcheck.check_theorem_gradient(fn)
@@ -303,6 +336,10 @@ def test_theorem_gradient_correct(fn):
         (pgt_normalised, "normalised_visitation"),
         (pgt_transposed_d, "transposed_transitions"),
         (pgt_p0, "start_instead_of_visitation"),
+        (pgt_q_without_gamma, "q_undiscounted"),
+        (pgt_greedy_q, "optimal_q"),
+        (pgt_pi_twice, "pi_squared"),
+        (pgt_all_states_equal, "visitation_missing"),
         (lambda *a: -pgt(*a), "sign_flipped"),
         (lambda *a: 2 * pgt(*a), "scaled"),
     ],

@@ -23,6 +23,7 @@ from torch import Tensor
 
 from pgcheck.checks.base import DEFAULT_TIMEOUT, Check, finite_rows, run_check
 from pgcheck.checks.tables import (
+    RULES,
     TableCase,
     TableMeasurement,
     as_array,
@@ -211,6 +212,7 @@ def judge_q_values(
         what=WHAT,
         formula=FORMULA,
         messages=MESSAGES,
+        rules=RULES,
         rtol=rtol,
         atol=atol,
         unknown=unknown,

@@ -302,9 +302,10 @@ def judge_tables(
     rtol: float,
     atol: float,
     unknown: dict[str, Any],
+    rules: Sequence[Rule[TableEvidence]] = RULES,
 ) -> Report:
     """Prechecks (options, a recorded error, the number of cases), then the
-    :class:`TableEvidence`, then the first of :data:`RULES` that answers."""
+    :class:`TableEvidence`, then the first of ``rules`` (default :data:`RULES`) that answers."""
     early = judge_precheck(measurement, check, public, unknown, OPTIONS)
     if early is not None:
         return early
@@ -321,7 +322,7 @@ def judge_tables(
         rtol=rtol,
         atol=atol,
     )
-    return decide(RULES, evidence)
+    return decide(rules, evidence)
 
 
 def as_array(t: torch.Tensor) -> np.ndarray:

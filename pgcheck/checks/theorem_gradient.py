@@ -28,6 +28,7 @@ from torch import Tensor
 from pgcheck.checks.base import DEFAULT_TIMEOUT, Check, finite_rows, run_check
 from pgcheck.checks.q_values import optimal_q
 from pgcheck.checks.tables import (
+    RULES,
     TableCase,
     TableMeasurement,
     as_array,
@@ -237,6 +238,7 @@ def judge_theorem_gradient(
         what=WHAT,
         formula=FORMULA,
         messages=MESSAGES,
+        rules=RULES,
         rtol=rtol,
         atol=atol,
         unknown=unknown,
