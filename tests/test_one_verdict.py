@@ -323,6 +323,64 @@ def mc_gradient_loss(logits, actions, mask, returns):
     return out""",
         ],
     ),
+    # 08: the policy gradient theorem
+    "q_values": (
+        [
+            """def q_values(P, R, pi, gamma):
+    S = P.shape[0]
+    P_pi = torch.einsum("sa,sap->sp", pi, P)
+    V = torch.linalg.solve(torch.eye(S, dtype=P.dtype) - gamma * P_pi, (pi * R).sum(-1))
+    return R + gamma * torch.einsum("sap,p->sa", P, V)""",
+        ],
+        [
+            # V(s) where Q(s, a) belongs
+            """def q_values(P, R, pi, gamma):
+    S = P.shape[0]
+    P_pi = torch.einsum("sa,sap->sp", pi, P)
+    V = torch.linalg.solve(torch.eye(S, dtype=P.dtype) - gamma * P_pi, (pi * R).sum(-1))
+    return V[:, None].expand_as(R)""",
+        ],
+    ),
+    "visitation": (
+        [
+            """def visitation(p0, P, pi, gamma):
+    P_pi = (pi[:, :, None] * P).sum(1)
+    d, visits = torch.zeros_like(p0), p0.clone()
+    for t in range(2000):  # sum_t gamma^t Pr(s_t = s); episodes end, so this converges
+        d = d + visits
+        visits = gamma * (P_pi.T @ visits)
+    return d""",
+        ],
+        [
+            # the undiscounted visitation, used with gamma < 1
+            """def visitation(p0, P, pi, gamma):
+    P_pi = torch.einsum("sa,sap->sp", pi, P)
+    return torch.linalg.solve(torch.eye(P.shape[0], dtype=P.dtype) - P_pi.T, p0)""",
+        ],
+    ),
+    "policy_gradient_theorem": (
+        [
+            """def policy_gradient_theorem(p0, P, R, pi, score, gamma):
+    S = P.shape[0]
+    P_pi = torch.einsum("sa,sap->sp", pi, P)
+    eye = torch.eye(S, dtype=P.dtype)
+    d = torch.linalg.solve(eye - gamma * P_pi.T, p0)
+    V = torch.linalg.solve(eye - gamma * P_pi, (pi * R).sum(-1))
+    Q = R + gamma * P @ V
+    return torch.einsum("s,sa,sa,saf->f", d, pi, Q, score)""",
+        ],
+        [
+            # the pi(a|s) weight missing
+            """def policy_gradient_theorem(p0, P, R, pi, score, gamma):
+    S = P.shape[0]
+    P_pi = torch.einsum("sa,sap->sp", pi, P)
+    eye = torch.eye(S, dtype=P.dtype)
+    d = torch.linalg.solve(eye - gamma * P_pi.T, p0)
+    V = torch.linalg.solve(eye - gamma * P_pi, (pi * R).sum(-1))
+    Q = R + gamma * P @ V
+    return torch.einsum("s,sa,saf->f", d, Q, score)""",
+        ],
+    ),
     # 09: actor-critic, GAE, PPO
     "td_target": (
         [
