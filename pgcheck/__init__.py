@@ -20,14 +20,17 @@ from pgcheck.checks.gae import check_gae
 from pgcheck.checks.log_prob import check_log_prob
 from pgcheck.checks.ppo_surrogate import check_ppo_surrogate
 from pgcheck.checks.pseudo_loss import check_pseudo_loss
+from pgcheck.checks.q_values import check_q_values
 from pgcheck.checks.registry import REGISTRY, register
 from pgcheck.checks.returns import check_returns
 from pgcheck.checks.rollout import check_rollout
 from pgcheck.checks.score_estimator import check_score_estimator
 from pgcheck.checks.score_function import check_score_function
 from pgcheck.checks.td_target import check_td_target
+from pgcheck.checks.theorem_gradient import check_theorem_gradient
 from pgcheck.checks.trajectory_log_prob import check_trajectory_log_prob
 from pgcheck.checks.value_loss import check_value_loss
+from pgcheck.checks.visitation import check_visitation
 from pgcheck.errors import ErrorKind
 from pgcheck.exact.vocabulary import VOCABULARY
 from pgcheck.report import Report
@@ -54,4 +57,7 @@ __all__ = [
     "check_gae",
     "check_ppo_surrogate",
     "check_td_target",
+    "check_q_values",
+    "check_visitation",
+    "check_theorem_gradient",
 ]

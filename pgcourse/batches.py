@@ -30,16 +30,24 @@ def collect_episode(
 
 # from solutions/04_reinforce/04_reinforce.ipynb (cell c028)
 def collect_batch(
-    env: gym.Env, sample: Sampler, n_episodes: int, rng: np.random.Generator
+    env: gym.Env,
+    sample: Sampler,
+    n_episodes: int,
+    rng: np.random.Generator,
+    min_steps: int = 0,
 ) -> dict[str, torch.Tensor]:
     """B episodes padded to the longest one T = max_i T_i, as tensors, plus the mask.
 
+    B = n_episodes, or more: whole episodes are added until the batch holds at least
+    ``min_steps`` steps, sum_i T_i >= min_steps (a batch size counted in steps).
     Returns observations [B,T,obs_dim], actions [B,T], rewards [B,T] (0 on padding),
     mask [B,T] with mask[i, t] = 1 if t < T_i else 0, and lengths [B] = (T_i).
     """
     episodes = [collect_episode(env, sample, rng) for _ in range(n_episodes)]
+    while sum(len(rewards) for _, _, rewards in episodes) < min_steps:
+        episodes.append(collect_episode(env, sample, rng))
     lengths = [len(rewards) for _, _, rewards in episodes]
-    B, T, obs_dim = n_episodes, max(lengths), episodes[0][0].shape[1]
+    B, T, obs_dim = len(episodes), max(lengths), episodes[0][0].shape[1]
     observations = np.zeros((B, T, obs_dim), dtype=np.float32)
     actions = np.zeros((B, T), dtype=np.int64)
     rewards = np.zeros((B, T), dtype=np.float32)

@@ -17,6 +17,9 @@ MODULES = [
     "trajectory_log_prob",
     "rollout",
     "value_loss",
+    "q_values",
+    "visitation",
+    "theorem_gradient",
 ]
 
 

@@ -307,3 +307,12 @@ def test_band_is_the_t_interval_of_the_mean_over_seeds(n: int) -> None:
         assert line.get_label() == "label" and len(ax.collections) == 1
     finally:
         plt.close(fig)
+
+
+def test_collect_batch_counts_the_batch_in_steps() -> None:
+    """min_steps adds whole episodes until sum_i T_i >= min_steps; n_episodes is a minimum."""
+    batch = collect_batch(Countdown([3, 1, 4, 2]), first_action, 1, np.random.default_rng(0), 7)
+    assert batch["lengths"].tolist() == [3, 1, 4]  # 3 + 1 < 7 <= 3 + 1 + 4
+    assert batch["mask"].sum().item() == 8 and batch["observations"].shape == (3, 4, 2)
+    batch = collect_batch(Countdown([3, 1, 4]), first_action, 2, np.random.default_rng(0), 2)
+    assert batch["lengths"].tolist() == [3, 1]  # already enough steps: n_episodes episodes

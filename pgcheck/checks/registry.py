@@ -14,13 +14,16 @@ from pgcheck.checks import (
     log_prob,
     ppo_surrogate,
     pseudo_loss,
+    q_values,
     returns,
     rollout,
     score_estimator,
     score_function,
     td_target,
+    theorem_gradient,
     trajectory_log_prob,
     value_loss,
+    visitation,
 )
 from pgcheck.checks.base import Check, Judge, Measure
 
@@ -34,10 +37,13 @@ BUILT_IN: tuple[Check, ...] = (
     returns.CHECK,
     rollout.CHECK,
     value_loss.CHECK,
+    continuous_rollout.CHECK,
+    q_values.CHECK,
+    visitation.CHECK,
+    theorem_gradient.CHECK,
     td_target.CHECK,
     gae.CHECK,
     ppo_surrogate.CHECK,
-    continuous_rollout.CHECK,
 )
 
 #: name -> check.

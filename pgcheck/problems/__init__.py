@@ -7,6 +7,8 @@
 * :func:`gaussian_bandit` — contextual Gaussian policy, quadratic reward
 * :func:`random_discounted_mdp` — infinite-horizon discounted MDP (linear solve)
 * :func:`linear_gaussian` — multi-step linear dynamics, Gaussian policy, quadratic reward
+* :func:`random_episodic_mdp` — episodic tabular MDP (every episode ends; γ = 1 allowed), and
+  the exact tables of the policy gradient theorem in :mod:`.episodic`
 * :mod:`.registry` — the named instances (:func:`get`) and the :func:`default_suite`
 
 To add a problem: subclass :class:`Problem` in a module of its own, then add a builder to
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 from pgcheck.problems.base import Problem, Trajectories, discounted_cumsum, finite_differences
 from pgcheck.problems.discounted import DiscountedMDP, random_discounted_mdp
+from pgcheck.problems.episodic import random_episodic_mdp
 from pgcheck.problems.gaussian import GaussianBandit, gaussian_bandit, hermite_nodes
 from pgcheck.problems.linear_gaussian import LinearGaussianProblem, linear_gaussian
 from pgcheck.problems.registry import (
@@ -50,4 +53,5 @@ __all__ = [
     "random_discounted_mdp",
     "random_mdp",
     "remember",
+    "random_episodic_mdp",
 ]
