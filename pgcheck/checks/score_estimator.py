@@ -599,7 +599,7 @@ def _batch_seed(
             for _ in range(n_batches):
                 x = _sample(family, theta, batch_size, gen)
                 fx = torch.as_tensor(f(x), dtype=DTYPE).detach()
-                g = estimator_candidates(family, theta, x, fx)["correct"]
+                g = torch.as_tensor(estimator_candidates(family, theta, x, fx)["correct"])
                 means.append(g.mean(dim=0).reshape(-1).numpy())
             batches = np.array(means)
             if n_batches < 2:
