@@ -644,3 +644,89 @@ def test_importing_the_answer_key_scores_zero_with_a_reason(
     assert pseudo_loss_graded["pseudo_loss_tutorial_visible"].score == 0
     # the other exercise of the same notebook is graded as usual
     assert pseudo_loss_graded["pseudo_loss_lecture_hidden"].score == 3
+
+
+# ------------------------------------------------------------------ a lookup table of the key
+def _lookup_answers() -> tuple[str, str]:
+    """Answers that know only pgcheck's public, fixed inputs (seed=None): for each of them the
+    reference output, precomputed from pgcheck's public source; garbage for any other input."""
+    import numpy as np
+
+    from pgcheck.checks import returns, trajectory_log_prob
+
+    table = {
+        repr(([round(r, 9) for r in rewards], round(gamma, 9))): float(
+            returns.reference(np.array(rewards), gamma, "return")
+        )
+        for rewards, gamma in returns.return_cases()
+    }
+    dr = (
+        f"_RETURNS = {table!r}\n\n"
+        "def discounted_return(rewards, gamma):\n"
+        "    key = repr(([round(float(r), 9) for r in rewards], round(float(gamma), 9)))\n"
+        "    return _RETURNS.get(key, 0.0)\n"
+    )
+    table = {}
+    for inst in trajectory_log_prob.trajectory_instances():
+        a = inst["args"]
+        key = (
+            a["states"].tolist(),
+            a["actions"].tolist(),
+            [round(float(x), 9) for x in a["log_p0"]],
+        )
+        table[repr(key)] = float(trajectory_log_prob.reference(*a.values()))
+    traj = (
+        f"_LOG_P = {table!r}\n\n"
+        "def log_prob_trajectory(states, actions, log_p0, log_pi, log_P):\n"
+        "    key = ([int(s) for s in states], [int(a) for a in actions],\n"
+        "           [round(float(x), 9) for x in log_p0])\n"
+        "    return _LOG_P.get(repr(key), -1.0)\n"
+    )
+    return dr, traj
+
+
+@pytest.fixture(scope="module")
+def lookup_graded(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """02_trajectory_probability with lookup-table answers for two exercises, the solution's
+    log π, and the pseudo-loss exercise left unanswered (cheap)."""
+    import nbformat
+
+    from pgcheck.grading.grader import grade_notebook
+
+    source = REPO / "solutions" / "02_trajectory_probability" / "02_trajectory_probability.ipynb"
+    nb = read(source)
+    dr, traj = _lookup_answers()
+    cell_by_id(nb, "discounted_return").source = dr
+    cell_by_id(nb, "log_prob_trajectory").source = traj
+    cell_by_id(
+        nb, "mc_gradient_loss"
+    ).source = (
+        "def mc_gradient_loss(logits, actions, mask, returns):\n    raise NotImplementedError()\n"
+    )
+    path = tmp_path_factory.mktemp("lookup") / "02_trajectory_probability.ipynb"
+    nbformat.write(nb, path)
+    grades = grade_notebook(source, path, jobs=1, timeout=30)
+    return {g.grade_id: g for g in grades}
+
+
+def test_a_lookup_table_of_the_public_inputs_passes_feedback_but_scores_zero(
+    lookup_graded: dict[str, Any],
+) -> None:
+    """The notebook's instant feedback uses the fixed inputs, so the table passes it; the
+    grader draws fresh inputs from its own seed, so the table earns nothing."""
+    import torch
+
+    import pgcheck
+
+    dr, traj = _lookup_answers()
+    namespace: dict[str, Any] = {"torch": torch}
+    exec(dr + "\n" + traj, namespace)  # noqa: S102 - the test's own answer code
+    assert pgcheck.check_returns(namespace["discounted_return"], kind="return").passed
+    assert pgcheck.check_trajectory_log_prob(namespace["log_prob_trajectory"]).passed
+    assert not pgcheck.check_returns(namespace["discounted_return"], kind="return", seed=1).passed
+    for grade_id in ("discounted_return_hidden", "log_prob_trajectory_hidden"):
+        row = lookup_graded[grade_id]
+        assert row.score == 0 and row.status == "failed", (grade_id, row.message)
+        assert lookup_graded[grade_id.replace("_hidden", "_visible")].score == 0
+    # the same run grades an honest answer as usual (the run itself works)
+    assert lookup_graded["log_pi_hidden"].score == lookup_graded["log_pi_hidden"].points > 0

@@ -59,6 +59,9 @@ class Check:
     measure: Measure
     judge: Judge
     prepare: Callable[..., None] | None = None
+    #: ``measure`` and ``judge`` accept ``seed=None`` (the fixed, public instances) or an int
+    #: (fresh instances of the same kinds, rebuilt from it by both): see :func:`instance_seed`.
+    fresh_instances: bool = False
 
     def __call__(self, fn: Callable[..., Any], **options: Any) -> Report:
         return run_check(self, fn, **options)
@@ -140,6 +143,33 @@ def failed(kind: ErrorKind | str, message: str) -> Any:
     Typed ``Any`` so that every check's typed measure (its own TypedDict) can return it.
     """
     return {"error": measured(kind, message)}
+
+
+def instance_seed(default: int, seed: int | None) -> int:
+    """The seed of one instance builder: ``default`` when ``seed`` is None, else a fresh one.
+
+    ``seed=None`` keeps a check's fixed, public instances (the learner's instant feedback).
+    An int gives s = ⌊SeedSequence([default, seed]).generate_state(1, uint64)[0] / 2⌋, a
+    63-bit seed that differs for every builder (``default``) and every ``seed``: the grader
+    draws ``seed`` itself, so nobody can precompute the instances. Both ``measure`` and
+    ``judge`` rebuild the same instances from it (the measurement never holds the seed).
+    """
+    if seed is None:
+        return default
+    state = np.random.SeedSequence([int(default), int(seed)]).generate_state(1, np.uint64)
+    return int(state[0]) >> 1
+
+
+def seed_problem(public: str, seed: Any) -> str | None:
+    """A message when ``seed`` is neither None nor an integer ≥ 0 (else None)."""
+    if seed is None or (
+        isinstance(seed, int | np.integer) and not isinstance(seed, bool) and seed >= 0
+    ):
+        return None
+    return (
+        f"pgcheck.{public}: seed={seed!r}; give None (the fixed test inputs) or an integer "
+        "≥ 0 (fresh inputs drawn from it)."
+    )
 
 
 def learner_call(
@@ -295,10 +325,12 @@ def measure_precheck(
     unknown: dict[str, Any],
     valid: list[str],
     kind: tuple[str, str, tuple[str, ...]] | None = None,
+    seed: Any = None,
 ) -> Any:
-    """The start of every measure: a measurement recording an unknown option, or a
-    ``kind = (option name, value, allowed values)`` outside the allowed ones; else None."""
-    bad = unknown_options(public, unknown, valid)
+    """The start of every measure: a measurement recording an unknown option, a bad ``seed``
+    (:func:`seed_problem`), or a ``kind = (option name, value, allowed values)`` outside the
+    allowed ones; else None."""
+    bad = unknown_options(public, unknown, valid) or seed_problem(public, seed)
     if bad:
         return failed(ErrorKind.USAGE, bad)
     if kind is not None and kind[1] not in kind[2]:
@@ -324,10 +356,12 @@ def judge_precheck(
     unknown: dict[str, Any],
     valid: list[str],
     kind: tuple[str, str, tuple[str, ...]] | None = None,
+    seed: Any = None,
 ) -> Report | None:
-    """The start of every judge: an unknown option, an error that ``measure`` recorded, or a
-    ``kind = (option name, value, allowed values)`` that the measurement was not made for."""
-    bad = unknown_options(public, unknown, valid)
+    """The start of every judge: an unknown option or a bad ``seed``, an error that
+    ``measure`` recorded, or a ``kind = (option name, value, allowed values)`` that the
+    measurement was not made for."""
+    bad = unknown_options(public, unknown, valid) or seed_problem(public, seed)
     if bad:
         return Report.error(bad, check=check, diagnosis=ErrorKind.USAGE)
     early = error_report(measurement, check)

@@ -5,7 +5,9 @@ case (and, where asked, the gradient of a scalar result with respect to one inpu
 the result still carries a gradient into the critic's values), and compares it with an exact
 reference and with the results of common mistakes. A check supplies:
 
-* ``cases()``: plain-data cases (lists and floats);
+* ``cases(seed)``: plain-data cases (lists and floats): the fixed ones for ``seed=None``,
+  fresh ones of the same kinds for an int (the option ``seed``; both measure and judge
+  rebuild them from it);
 * ``arguments(case)``: the learner's positional arguments as float64 tensors, in order;
 * ``reference(case)``: the exact array (and gradient);
 * ``candidates(case)``: name → the array (and gradient) a known mistake produces.
@@ -40,7 +42,7 @@ from pgcheck.report import Report, Row
 from pgcheck.rules import Rule, decide
 from pgcheck.sandbox import single_thread
 
-OPTIONS = ["timeout", "rtol", "atol"]
+OPTIONS = ["timeout", "rtol", "atol", "seed"]
 #: (value, gradient or None) for one case.
 Answer = tuple[np.ndarray, np.ndarray | None]
 
@@ -51,7 +53,7 @@ class CaseSpec:
 
     name: str  # registry name, e.g. "gae"
     public: str  # e.g. "check_gae"
-    cases: Callable[[], list[dict[str, Any]]]
+    cases: Callable[[int | None], list[dict[str, Any]]]
     arguments: Callable[[dict[str, Any]], dict[str, Any]]
     shape: Callable[[dict[str, Any]], tuple[int, ...]]
     what: str  # e.g. "the advantages Â_t"
@@ -69,14 +71,14 @@ class CaseSpec:
 def measure_cases(spec: CaseSpec, fn: Callable[..., Any], options: dict[str, Any]) -> dict:
     """Call ``fn`` on every case; plain numbers only (value, gradient, attached), never raises."""
     unknown = {k: v for k, v in options.items() if k not in OPTIONS}
-    early = measure_precheck(spec.public, unknown, OPTIONS)
+    early = measure_precheck(spec.public, unknown, OPTIONS, seed=options.get("seed"))
     if early is not None:
         return early
     budget = Budget(float(options.get("timeout", 5.0)))
     name = "your function"
     records: list[dict[str, Any]] = []
     with single_thread():
-        for case in spec.cases():
+        for case in spec.cases(options.get("seed")):
             args = spec.arguments(case)
             leaves = [k for k in (spec.grad_of, spec.critic) if k is not None]
             for key in leaves:
@@ -193,11 +195,13 @@ RULES: tuple[Rule[CaseEvidence], ...] = (correct, not_detached, known_mistake, u
 def judge_cases(spec: CaseSpec, measurement: dict[str, Any], options: dict[str, Any]) -> Report:
     """Compare with the exact reference on every case; name a mistake that fits every case."""
     unknown = {k: v for k, v in options.items() if k not in OPTIONS}
-    early = judge_precheck(measurement, spec.name, spec.public, unknown, OPTIONS)
+    early = judge_precheck(
+        measurement, spec.name, spec.public, unknown, OPTIONS, seed=options.get("seed")
+    )
     if early is not None:
         return early
     rtol, atol = float(options.get("rtol", 1e-6)), float(options.get("atol", 1e-9))
-    cases = spec.cases()
+    cases = spec.cases(options.get("seed"))
     records = measurement.get("records")
     if not isinstance(records, list):
         return Report.error(

@@ -26,14 +26,15 @@ from typing import Any
 
 import numpy as np
 
-from pgcheck.checks.base import Check, finite_rows, run_check
+from pgcheck.checks.base import Check, finite_rows, instance_seed, run_check
 from pgcheck.checks.casewise import Answer, CaseSpec, as_tensor, judge_cases, measure_cases
 from pgcheck.report import Report
 
 
-def gae_cases() -> list[dict[str, Any]]:
-    """Fixed random rollouts: T ∈ {1, 4, 9, 12}, N ∈ {1, 3}, γ, λ ∈ [0, 1], ends inside."""
-    rng = np.random.default_rng(909)
+def gae_cases(seed: int | None = None) -> list[dict[str, Any]]:
+    """Fixed random rollouts: T ∈ {1, 4, 9, 12}, N ∈ {1, 3}, γ, λ ∈ [0, 1], ends inside
+    (``seed``: fresh rollouts of the same shapes, γ, λ and ends, see :func:`instance_seed`)."""
+    rng = np.random.default_rng(instance_seed(909, seed))
     cases = []
     for T, N, gamma, lam in ((1, 2, 0.9, 0.95), (4, 1, 0.99, 0.0), (9, 3, 0.9, 0.8),
                              (12, 3, 1.0, 0.7), (9, 2, 0.8, 1.0)):  # fmt: skip
@@ -182,7 +183,7 @@ def judge_gae(measurement: dict[str, Any], **options: Any) -> Report:
     return judge_cases(SPEC, measurement, options)
 
 
-CHECK = Check("gae", measure_gae, judge_gae)
+CHECK = Check("gae", measure_gae, judge_gae, fresh_instances=True)
 
 
 def check_gae(fn: Callable[..., Any], *, timeout: float = 5.0, **options: Any) -> Report:

@@ -30,6 +30,7 @@ from pgcheck.checks.base import (
     finite_rows,
     fit_scale,
     fmt_vec,
+    instance_seed,
     judge_precheck,
     learner_call,
     measure_precheck,
@@ -45,22 +46,30 @@ from pgcheck.sandbox import single_thread
 
 NAME = "log_prob"
 LOG_PROB_POLICIES = ("softmax", "gaussian", "diag_gaussian")
-LOG_PROB_OPTIONS = ["policy", "timeout", "rtol", "atol", "require_grad"]
+LOG_PROB_OPTIONS = ["policy", "timeout", "rtol", "atol", "require_grad", "seed"]
 HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
 
 
-def log_prob_instances(policy: str) -> list[dict[str, Any]]:
+def log_prob_instances(policy: str, seed: int | None = None) -> list[dict[str, Any]]:
     """The fixed test inputs of :func:`check_log_prob` (same on every call, from fixed seeds).
 
     Each instance has ``name``, ``args`` (tensors in the learner's argument order),
     ``kind`` ("values", "normalisation" or "stability") and, for normalisation instances,
-    ``groups`` (softmax: number of rows; Gaussian: number of (μ, σ) pairs).
+    ``groups`` (softmax: number of rows; Gaussian: number of (μ, σ) pairs). ``seed``: fresh
+    inputs of the same shapes and kinds (random actions and σ, the same spreads and tails),
+    see :func:`instance_seed`.
     """
-    g = torch.Generator().manual_seed(2024_06)
+    g = torch.Generator().manual_seed(instance_seed(2024_06, seed))
+
+    def fresh(fixed: torch.Tensor, draw: Callable[[], torch.Tensor]) -> torch.Tensor:
+        return fixed if seed is None else draw()
+
     out: list[dict[str, Any]] = []
     if policy == "softmax":
         logits = torch.randn(6, 4, generator=g, dtype=DTYPE) * 1.5
-        actions = torch.tensor([0, 3, 1, 2, 3, 1])
+        actions = fresh(
+            torch.tensor([0, 3, 1, 2, 3, 1]), lambda: torch.randint(4, (6,), generator=g)
+        )
         out.append(
             {
                 "name": "6 states, 4 actions",
@@ -85,7 +94,12 @@ def log_prob_instances(policy: str) -> list[dict[str, Any]]:
             {
                 "name": "3 states, 7 actions",
                 "kind": "values",
-                "args": {"logits": wide, "actions": torch.tensor([6, 0, 4])},
+                "args": {
+                    "logits": wide,
+                    "actions": fresh(
+                        torch.tensor([6, 0, 4]), lambda: torch.randint(7, (3,), generator=g)
+                    ),
+                },
             }
         )
         huge = torch.randn(4, 5, generator=g, dtype=DTYPE) * 3.0 + 1000.0
@@ -93,11 +107,17 @@ def log_prob_instances(policy: str) -> list[dict[str, Any]]:
             {
                 "name": "logits near 1000",
                 "kind": "stability",
-                "args": {"logits": huge, "actions": torch.tensor([2, 0, 4, 1])},
+                "args": {
+                    "logits": huge,
+                    "actions": fresh(
+                        torch.tensor([2, 0, 4, 1]), lambda: torch.randint(5, (4,), generator=g)
+                    ),
+                },
             }
         )
         # spread logits: softmax(z).log() underflows to −inf for the unlikely actions
         spread = torch.tensor([[0.0, 800.0, -50.0], [900.0, 0.0, 10.0]], dtype=DTYPE)
+        spread = fresh(spread, lambda: spread + 20.0 * torch.rand(2, 3, generator=g, dtype=DTYPE))
         out.append(
             {
                 "name": "logits 800 apart",
@@ -109,7 +129,10 @@ def log_prob_instances(policy: str) -> list[dict[str, Any]]:
         out.extend(diag_gaussian_instances())
     else:
         mean = torch.randn(6, generator=g, dtype=DTYPE) * 2.0
-        std = torch.tensor([0.3, 2.5, 0.7, 1.6, 0.45, 3.2], dtype=DTYPE)
+        std = fresh(
+            torch.tensor([0.3, 2.5, 0.7, 1.6, 0.45, 3.2], dtype=DTYPE),
+            lambda: torch.exp(torch.empty(6, dtype=DTYPE).uniform_(-1.2, 1.2, generator=g)),
+        )
         actions = mean + std * torch.randn(6, generator=g, dtype=DTYPE) * 1.5
         out.append(
             {
@@ -118,8 +141,17 @@ def log_prob_instances(policy: str) -> list[dict[str, Any]]:
                 "args": {"mean": mean, "std": std, "actions": actions},
             }
         )
-        mus = torch.tensor([-1.2, 0.5, 2.0], dtype=DTYPE)
-        sigmas = torch.tensor([0.4, 1.7, 3.0], dtype=DTYPE)
+        mus = fresh(
+            torch.tensor([-1.2, 0.5, 2.0], dtype=DTYPE),
+            lambda: 1.5 * torch.randn(3, generator=g, dtype=DTYPE),
+        )
+        sigmas = fresh(
+            torch.tensor([0.4, 1.7, 3.0], dtype=DTYPE),
+            lambda: (
+                torch.tensor([0.4, 1.7, 3.0], dtype=DTYPE)
+                * torch.exp(torch.empty(3, dtype=DTYPE).uniform_(-0.3, 0.3, generator=g))
+            ),
+        )
         u = torch.linspace(-16.0, 16.0, 1601, dtype=DTYPE)
         out.append(
             {
@@ -135,6 +167,11 @@ def log_prob_instances(policy: str) -> list[dict[str, Any]]:
         )
         tail_std = torch.tensor([0.1, 0.05, 2.0], dtype=DTYPE)
         tail_mean = torch.tensor([0.5, -1.0, 3.0], dtype=DTYPE)
+        if seed is not None:
+            tail_std = tail_std * torch.exp(
+                torch.empty(3, dtype=DTYPE).uniform_(-0.2, 0.2, generator=g)
+            )
+            tail_mean = 2.0 * torch.randn(3, generator=g, dtype=DTYPE)
         out.append(
             {
                 "name": "far tails (|a−μ| = 40σ)",
@@ -200,6 +237,7 @@ def measure_log_prob(
     rtol: float = 1e-6,
     atol: float = 1e-9,
     require_grad: bool = True,
+    seed: int | None = None,
     **unknown: Any,
 ) -> LogProbMeasurement:
     """Run the learner's log π on the fixed inputs; plain numbers only, never raises.
@@ -209,7 +247,11 @@ def measure_log_prob(
     policy's parameters (logits, or mean and std), if the output is differentiable.
     """
     early = measure_precheck(
-        "check_log_prob", unknown, LOG_PROB_OPTIONS, kind=("policy", policy, LOG_PROB_POLICIES)
+        "check_log_prob",
+        unknown,
+        LOG_PROB_OPTIONS,
+        kind=("policy", policy, LOG_PROB_POLICIES),
+        seed=seed,
     )
     if early is not None:
         return early
@@ -217,15 +259,20 @@ def measure_log_prob(
     name = "your log-probability function"
     diff = _differentiable_names(policy)
     with single_thread():
-        return _measure_log_prob(fn, policy, budget, name, diff)
+        return _measure_log_prob(fn, policy, budget, name, diff, seed)
 
 
 def _measure_log_prob(
-    fn: Callable[..., Any], policy: str, budget: Budget, name: str, diff: list[str]
+    fn: Callable[..., Any],
+    policy: str,
+    budget: Budget,
+    name: str,
+    diff: list[str],
+    seed: int | None = None,
 ) -> LogProbMeasurement:
     values: list[list[Any]] = []
     grad: Any = {"connected": False}
-    for i, inst in enumerate(log_prob_instances(policy)):
+    for i, inst in enumerate(log_prob_instances(policy, seed)):
         args = {
             k: (v.clone().requires_grad_(True) if k in diff else v.clone())
             for k, v in inst["args"].items()
@@ -805,6 +852,7 @@ def judge_log_prob(
     rtol: float = 1e-6,
     atol: float = 1e-9,
     require_grad: bool = True,
+    seed: int | None = None,
     **unknown: Any,
 ) -> Report:
     """Compare the measured log π with torch.distributions and check normalisation.
@@ -823,10 +871,11 @@ def judge_log_prob(
         unknown,
         LOG_PROB_OPTIONS,
         kind=("policy", policy, LOG_PROB_POLICIES),
+        seed=seed,
     )
     if early is not None:
         return early
-    instances = log_prob_instances(policy)
+    instances = log_prob_instances(policy, seed)
     early = count_mismatch(measurement["values"], len(instances), NAME, "check_log_prob")
     if early is not None:
         return early
@@ -849,7 +898,7 @@ def _describe_entry(policy: str, args: dict[str, torch.Tensor], j: int) -> str:
     )
 
 
-CHECK = Check(NAME, measure_log_prob, judge_log_prob)
+CHECK = Check(NAME, measure_log_prob, judge_log_prob, fresh_instances=True)
 
 
 def check_log_prob(

@@ -24,14 +24,15 @@ from typing import Any
 
 import numpy as np
 
-from pgcheck.checks.base import Check, finite_rows, run_check
+from pgcheck.checks.base import Check, finite_rows, instance_seed, run_check
 from pgcheck.checks.casewise import Answer, CaseSpec, as_tensor, judge_cases, measure_cases
 from pgcheck.report import Report
 
 
-def ppo_cases() -> list[dict[str, Any]]:
-    """At θ_old (ρ = 1) and at moved θ (ρ inside and outside [1 − ε, 1 + ε], both signs of A)."""
-    rng = np.random.default_rng(2_017)
+def ppo_cases(seed: int | None = None) -> list[dict[str, Any]]:
+    """At θ_old (ρ = 1) and at moved θ (ρ inside and outside [1 − ε, 1 + ε], both signs of A)
+    (``seed``: fresh cases of the same sizes, ε and regions, see :func:`instance_seed`)."""
+    rng = np.random.default_rng(instance_seed(2_017, seed))
     cases = []
     for n, eps, moved in ((5, 0.2, False), (8, 0.2, True), (12, 0.1, True), (6, 0.3, False)):
         old = np.round(np.log(rng.uniform(0.05, 0.95, n)), 4)
@@ -178,7 +179,7 @@ def judge_ppo_surrogate(measurement: dict[str, Any], **options: Any) -> Report:
     return judge_cases(SPEC, measurement, options)
 
 
-CHECK = Check("ppo_surrogate", measure_ppo_surrogate, judge_ppo_surrogate)
+CHECK = Check("ppo_surrogate", measure_ppo_surrogate, judge_ppo_surrogate, fresh_instances=True)
 
 
 def check_ppo_surrogate(fn: Callable[..., Any], *, timeout: float = 5.0, **options: Any) -> Report:

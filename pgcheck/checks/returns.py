@@ -36,6 +36,7 @@ from pgcheck.checks.base import (
     failed,
     finite_rows,
     fmt_vec,
+    instance_seed,
     judge_precheck,
     learner_call,
     measure_precheck,
@@ -50,17 +51,31 @@ from pgcheck.sandbox import single_thread
 
 NAME = "returns"
 KINDS = ("return", "reward_to_go", "discounted_reward_to_go")
-OPTIONS = ["kind", "timeout", "rtol", "atol"]
+OPTIONS = ["kind", "timeout", "rtol", "atol", "seed"]
 
 
-def return_cases() -> list[tuple[list[float], float]]:
-    """The fixed test cases (rewards, γ): length 1, γ = 0 and γ = 1, random lengths and rewards."""
-    g = torch.Generator().manual_seed(4_242)
+def return_cases(seed: int | None = None) -> list[tuple[list[float], float]]:
+    """The fixed test cases (rewards, γ): length 1, γ = 0 and γ = 1, random lengths and rewards.
+
+    ``seed``: fresh cases of the same kinds (length 1, the same γ, rewards with zeros at the
+    same places in the last case), see :func:`instance_seed`.
+    """
+    g = torch.Generator().manual_seed(instance_seed(4_242, seed))
 
     def rand(n: int) -> list[float]:
         return [round(float(v), 3) for v in torch.randn(n, generator=g, dtype=DTYPE) * 2.0]
 
     lengths = [int(v) for v in torch.randint(3, 12, (4,), generator=g)]
+    if seed is not None:
+        sparse = [v if k in (2, 3, 5) else 0.0 for k, v in enumerate(rand(6))]
+        return [
+            (rand(1), 0.9),
+            (rand(lengths[0]), 0.9),
+            (rand(lengths[1]), 1.0),
+            (rand(lengths[2]), 0.0),
+            (rand(lengths[3]), 0.5),
+            (sparse, 0.8),
+        ]
     return [
         ([2.5], 0.9),
         (rand(lengths[0]), 0.9),
@@ -320,6 +335,7 @@ def measure_returns(
     timeout: float = DEFAULT_TIMEOUT,
     rtol: float = 1e-6,
     atol: float = 1e-9,
+    seed: int | None = None,
     **unknown: Any,
 ) -> ReturnsMeasurement:
     """Call ``fn(rewards, gamma)`` on every fixed case; plain numbers only, never raises.
@@ -327,14 +343,16 @@ def measure_returns(
     A result of the wrong shape is recorded (flattened, with its shape) when it holds numbers,
     so the judge can say what it is (e.g. the reward-to-go vector where the return was asked).
     """
-    early = measure_precheck("check_returns", unknown, OPTIONS, kind=("kind", kind, KINDS))
+    early = measure_precheck(
+        "check_returns", unknown, OPTIONS, kind=("kind", kind, KINDS), seed=seed
+    )
     if early is not None:
         return early
     budget = Budget(timeout)
     name = "your function"
     values: list[ReturnValue] = []
     with single_thread():
-        for rewards, gamma in return_cases():
+        for rewards, gamma in return_cases(seed):
             args = {"rewards": torch.tensor(rewards, dtype=DTYPE), "gamma": float(gamma)}
             value, err = learner_call(fn, args, budget, name)
             if err:
@@ -399,11 +417,11 @@ class Evidence:
 
 
 def gather_evidence(
-    measurement: ReturnsMeasurement, kind: str, rtol: float, atol: float
+    measurement: ReturnsMeasurement, kind: str, rtol: float, atol: float, seed: int | None = None
 ) -> Evidence:
     """Compare every case with :func:`reference` (|yours − ref| ≤ atol + rtol·|ref|) and with
     every wrong answer of :func:`candidates`."""
-    cases = return_cases()
+    cases = return_cases(seed)
     ev = Evidence(kind, cases, measurement["values"], rtol, atol)
     ev.notes = output_notes(measurement)
     for (rewards, gamma), rec in zip(cases, ev.values, strict=True):
@@ -492,6 +510,7 @@ def judge_returns(
     timeout: float = DEFAULT_TIMEOUT,
     rtol: float = 1e-6,
     atol: float = 1e-9,
+    seed: int | None = None,
     **unknown: Any,
 ) -> Report:
     """Compare with the exact reference on every case: |yours − ref| ≤ atol + rtol·|ref|.
@@ -500,17 +519,17 @@ def judge_returns(
     then the first of :data:`RULES` that answers.
     """
     early = judge_precheck(
-        measurement, NAME, "check_returns", unknown, OPTIONS, kind=("kind", kind, KINDS)
+        measurement, NAME, "check_returns", unknown, OPTIONS, kind=("kind", kind, KINDS), seed=seed
     )
     if early is not None:
         return early
-    early = count_mismatch(measurement["values"], len(return_cases()), NAME, "check_returns")
+    early = count_mismatch(measurement["values"], len(return_cases(seed)), NAME, "check_returns")
     if early is not None:
         return early
-    return decide(RULES, gather_evidence(measurement, kind, rtol, atol))
+    return decide(RULES, gather_evidence(measurement, kind, rtol, atol, seed))
 
 
-CHECK = Check(NAME, measure_returns, judge_returns)
+CHECK = Check(NAME, measure_returns, judge_returns, fresh_instances=True)
 
 
 def check_returns(

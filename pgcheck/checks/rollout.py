@@ -34,6 +34,7 @@ from pgcheck.checks.base import (
     decide,
     failed,
     first_answer,
+    instance_seed,
     judge_precheck,
     learner_call,
     measure_precheck,
@@ -46,7 +47,7 @@ from pgcheck.errors import ErrorKind
 from pgcheck.report import Report, Row
 
 NAME = "rollout"
-OPTIONS = ["timeout", "n_episodes"]
+OPTIONS = ["timeout", "n_episodes", "seed"]
 N_STATES = 5
 N_ACTIONS = 3
 #: after this many steps past the end of an episode the probe ends it, so that a loop that
@@ -59,6 +60,32 @@ CASES = (
     ("time limit only (never terminates)", 202, 0.0, 4),
     ("terminations only (long time limit)", 303, 0.45, 60),
 )
+
+
+def rollout_cases(seed: int | None = None) -> tuple[tuple[str, int, float, int], ...]:
+    """The probe cases: :data:`CASES` for ``seed=None``; else the same cases with fresh case
+    seeds (:func:`instance_seed`), each kept only if the first four episodes end the same ways
+    (terminated / truncated) as with the fixed seed, so every kind of end still occurs."""
+    if seed is None:
+        return CASES
+    out = []
+    for label, case_seed, p_term, limit in CASES:
+        kinds = _end_kinds(case_seed, p_term, limit)
+        for retry in range(1_000):
+            fresh = instance_seed(1_000 * case_seed + retry, seed)
+            if _end_kinds(fresh, p_term, limit) == kinds:
+                break
+        out.append((label, fresh, p_term, limit))
+    return tuple(out)
+
+
+def _end_kinds(seed: int, p_term: float, limit: int, episodes: int = 4) -> set[str]:
+    """How the first ``episodes`` episodes of a case end (termination ignores the actions)."""
+    kinds = set()
+    for episode in range(episodes):
+        early = any(terminates(seed, episode, t, p_term) for t in range(limit))
+        kinds.add("terminated" if early else "truncated")
+    return kinds
 
 
 # --------------------------------------------------------------------------- the probe world
@@ -207,19 +234,24 @@ def replay(
 
 # --------------------------------------------------------------------------- measure
 def measure_rollout(
-    fn: Callable[..., Any], *, timeout: float = DEFAULT_TIMEOUT, n_episodes: int = 4, **unknown: Any
+    fn: Callable[..., Any],
+    *,
+    timeout: float = DEFAULT_TIMEOUT,
+    n_episodes: int = 4,
+    seed: int | None = None,
+    **unknown: Any,
 ) -> RolloutMeasurement:
     """Call ``fn(env, policy, rng)`` ``n_episodes`` times per probe case; plain numbers only."""
-    early = measure_precheck("check_rollout", unknown, OPTIONS)
+    early = measure_precheck("check_rollout", unknown, OPTIONS, seed=seed)
     if early is not None:
         return early
     budget = Budget(timeout)
     name = "your collection loop"
     cases: list[RolloutCase] = []
-    for label, seed, p_term, limit in CASES:
-        env = ProbeEnv(seed, p_term, limit)
+    for label, case_seed, p_term, limit in rollout_cases(seed):
+        env = ProbeEnv(case_seed, p_term, limit)
         policy = ProbePolicy()
-        rng = np.random.default_rng(seed)
+        rng = np.random.default_rng(case_seed)
         episodes: list[Episode] = []
         for _ in range(n_episodes):
             resets_before = env.log["resets"]
@@ -567,11 +599,12 @@ class Evidence:
     total: int
 
 
-def gather_evidence(measurement: RolloutMeasurement) -> Evidence:
+def gather_evidence(measurement: RolloutMeasurement, seed: int | None = None) -> Evidence:
     """A row per probe case, and the first answer of :data:`CASE_RULES` over the cases."""
     rows: list[Row] = []
     problem: Problem | None = None
-    for (label, seed, p_term, limit), case in zip(CASES, measurement["cases"], strict=True):
+    cases = rollout_cases(seed)
+    for (label, case_seed, p_term, limit), case in zip(cases, measurement["cases"], strict=True):
         log = case["log"]
         calls: dict[tuple[float, ...], list[int]] = {}
         for x, a in case["policy_calls"]:
@@ -590,7 +623,14 @@ def gather_evidence(measurement: RolloutMeasurement) -> Evidence:
         )
         if problem is None:
             evidence = CaseEvidence(
-                label, seed, p_term, limit, log, case["bad_policy_calls"], case["episodes"], calls
+                label,
+                case_seed,
+                p_term,
+                limit,
+                log,
+                case["bad_policy_calls"],
+                case["episodes"],
+                calls,
             )
             problem = first_answer(CASE_RULES, evidence)
     total = sum(len(c["episodes"]) for c in measurement["cases"])
@@ -634,6 +674,7 @@ def judge_rollout(
     *,
     timeout: float = DEFAULT_TIMEOUT,
     n_episodes: int = 4,
+    seed: int | None = None,
     **unknown: Any,
 ) -> Report:
     """Replay every returned episode on the probe environment and name the first mistake.
@@ -641,16 +682,16 @@ def judge_rollout(
     Prechecks (options, a recorded error, the number of cases), then the :class:`Evidence`
     (the first answer of :data:`CASE_RULES` over the cases), then :data:`RULES`.
     """
-    early = judge_precheck(measurement, NAME, "check_rollout", unknown, OPTIONS)
+    early = judge_precheck(measurement, NAME, "check_rollout", unknown, OPTIONS, seed=seed)
     if early is not None:
         return early
     early = count_mismatch(measurement.get("cases", []), len(CASES), NAME, "check_rollout")
     if early is not None:
         return early
-    return decide(RULES, gather_evidence(measurement))
+    return decide(RULES, gather_evidence(measurement, seed))
 
 
-CHECK = Check(NAME, measure_rollout, judge_rollout)
+CHECK = Check(NAME, measure_rollout, judge_rollout, fresh_instances=True)
 
 
 def check_rollout(fn: Callable[..., Any], *, timeout: float = 5.0, **options: Any) -> Report:

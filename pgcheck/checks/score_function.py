@@ -29,6 +29,7 @@ from pgcheck.checks.base import (
     finite_rows,
     fit_scale,
     fmt_vec,
+    instance_seed,
     judge_precheck,
     learner_call,
     measure_precheck,
@@ -52,23 +53,26 @@ SCORE_POLICIES = (
     "gaussian_linear_sigma",
     "diag_gaussian_linear",
 )
-SCORE_OPTIONS = ["policy", "timeout", "rtol", "atol"]
+SCORE_OPTIONS = ["policy", "timeout", "rtol", "atol", "seed"]
 
 
-def score_instances(policy: str) -> list[dict[str, Any]]:
+def score_instances(policy: str, seed: int | None = None) -> list[dict[str, Any]]:
     """The fixed inputs of :func:`check_score_function`: several dimensions, fixed seeds.
 
     softmax_linear: ``theta [d]``, ``features [A,d]``, ``action`` (int).
     gaussian_linear(_sigma): ``theta [d]``, ``x [d]``, ``action`` (float), ``sigma`` (float),
-    with σ ≠ 1 so σ and σ² differ and a drawn around θᵀx.
+    with σ ≠ 1 so σ and σ² differ and a drawn around θᵀx. ``seed``: fresh inputs of the same
+    dimensions and σ (random actions), see :func:`instance_seed`.
     """
-    g = torch.Generator().manual_seed(31_415)
+    g = torch.Generator().manual_seed(instance_seed(31_415, seed))
     out: list[dict[str, Any]] = []
     action: float
     if policy == "softmax_linear":
         for d, n_actions, action in [(3, 4, 2), (3, 4, 0), (2, 3, 1), (5, 6, 5), (1, 3, 2)]:
             theta = torch.randn(d, generator=g, dtype=DTYPE)
             features = torch.randn(n_actions, d, generator=g, dtype=DTYPE)
+            if seed is not None:
+                action = int(torch.randint(n_actions, (), generator=g))
             out.append(
                 {
                     "name": f"d={d}, A={n_actions}, action {action}",
@@ -422,24 +426,29 @@ def measure_score_function(
     timeout: float = DEFAULT_TIMEOUT,
     rtol: float = 1e-6,
     atol: float = 1e-8,
+    seed: int | None = None,
     **unknown: Any,
 ) -> ScoreMeasurement:
     """Call the learner's ∇_θ log π on the fixed inputs; plain numbers only, never raises."""
     early = measure_precheck(
-        "check_score_function", unknown, SCORE_OPTIONS, kind=("policy", policy, SCORE_POLICIES)
+        "check_score_function",
+        unknown,
+        SCORE_OPTIONS,
+        kind=("policy", policy, SCORE_POLICIES),
+        seed=seed,
     )
     if early is not None:
         return early
     with single_thread():
-        return _measure_score_function(fn, policy, Budget(timeout))
+        return _measure_score_function(fn, policy, Budget(timeout), seed)
 
 
 def _measure_score_function(
-    fn: Callable[..., Any], policy: str, budget: Budget
+    fn: Callable[..., Any], policy: str, budget: Budget, seed: int | None = None
 ) -> ScoreMeasurement:
     name = "your score function"
     values: list[list[float]] = []
-    for inst in score_instances(policy):
+    for inst in score_instances(policy, seed):
         args = {
             k: (v.clone() if isinstance(v, torch.Tensor) else v) for k, v in inst["args"].items()
         }
@@ -519,11 +528,11 @@ class Evidence:
 
 
 def gather_evidence(
-    measurement: ScoreMeasurement, policy: str, rtol: float, atol: float
+    measurement: ScoreMeasurement, policy: str, rtol: float, atol: float, seed: int | None = None
 ) -> Evidence:
     """Compare every instance with autograd (and note where autograd and central finite
     differences disagree), part by part, and with every wrong score of :func:`score_candidates`."""
-    ev = Evidence(policy, score_instances(policy))
+    ev = Evidence(policy, score_instances(policy, seed))
     ev.notes = output_notes(measurement)
     for i, (inst, vals) in enumerate(zip(ev.instances, measurement["values"], strict=True)):
         args = inst["args"]
@@ -624,6 +633,7 @@ def judge_score_function(
     timeout: float = DEFAULT_TIMEOUT,
     rtol: float = 1e-6,
     atol: float = 1e-8,
+    seed: int | None = None,
     **unknown: Any,
 ) -> Report:
     """Compare the measured scores with autograd and central finite differences.
@@ -642,18 +652,19 @@ def judge_score_function(
         unknown,
         SCORE_OPTIONS,
         kind=("policy", policy, SCORE_POLICIES),
+        seed=seed,
     )
     if early is not None:
         return early
     early = count_mismatch(
-        measurement["values"], len(score_instances(policy)), NAME, "check_score_function"
+        measurement["values"], len(score_instances(policy, seed)), NAME, "check_score_function"
     )
     if early is not None:
         return early
-    return decide(RULES, gather_evidence(measurement, policy, rtol, atol))
+    return decide(RULES, gather_evidence(measurement, policy, rtol, atol, seed))
 
 
-CHECK = Check(NAME, measure_score_function, judge_score_function)
+CHECK = Check(NAME, measure_score_function, judge_score_function, fresh_instances=True)
 
 
 def check_score_function(

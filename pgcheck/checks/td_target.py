@@ -21,14 +21,15 @@ from typing import Any
 
 import numpy as np
 
-from pgcheck.checks.base import Check, finite_rows, run_check
+from pgcheck.checks.base import Check, finite_rows, instance_seed, run_check
 from pgcheck.checks.casewise import Answer, CaseSpec, as_tensor, judge_cases, measure_cases
 from pgcheck.report import Report
 
 
-def td_cases() -> list[dict[str, Any]]:
-    """Fixed random batches with terminations and truncations, γ ∈ {0.9, 0.99, 1, 0.5}."""
-    rng = np.random.default_rng(1_212)
+def td_cases(seed: int | None = None) -> list[dict[str, Any]]:
+    """Fixed random batches with terminations and truncations, γ ∈ {0.9, 0.99, 1, 0.5}
+    (``seed``: fresh batches of the same sizes, γ and kinds, see :func:`instance_seed`)."""
+    rng = np.random.default_rng(instance_seed(1_212, seed))
     cases = []
     for n, gamma in ((1, 0.9), (6, 0.99), (8, 1.0), (10, 0.5)):
         kind = rng.integers(0, 3, n)  # 0 running, 1 terminated, 2 truncated
@@ -128,7 +129,7 @@ def judge_td_target(measurement: dict[str, Any], **options: Any) -> Report:
     return judge_cases(SPEC, measurement, options)
 
 
-CHECK = Check("td_target", measure_td_target, judge_td_target)
+CHECK = Check("td_target", measure_td_target, judge_td_target, fresh_instances=True)
 
 
 def check_td_target(fn: Callable[..., Any], *, timeout: float = 5.0, **options: Any) -> Report:

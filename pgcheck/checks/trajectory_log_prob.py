@@ -35,6 +35,7 @@ from pgcheck.checks.base import (
     failed,
     finite_or_none,
     finite_rows,
+    instance_seed,
     judge_precheck,
     learner_call,
     measure_precheck,
@@ -49,7 +50,7 @@ from pgcheck.report import Report, Row
 from pgcheck.sandbox import single_thread
 
 NAME = "trajectory_log_prob"
-OPTIONS = ["timeout", "rtol", "atol", "require_grad"]
+OPTIONS = ["timeout", "rtol", "atol", "require_grad", "seed"]
 TABLES = ("log_p0", "log_pi", "log_P")
 FORMULA = "log p(τ) = log p(s_0) + Σ_t [log π(a_t|s_t) + log P(s_{t+1}|s_t,a_t)]"
 
@@ -63,8 +64,9 @@ _SPECS = [
 ]
 
 
-def trajectory_instances() -> list[dict[str, Any]]:
-    """The fixed test inputs (the same on every call, from fixed seeds).
+def trajectory_instances(seed: int | None = None) -> list[dict[str, Any]]:
+    """The fixed test inputs (the same on every call, from fixed seeds); ``seed``: fresh
+    tables and trajectories of the same sizes and kinds, see :func:`instance_seed`.
 
     Each instance has ``name`` and ``args`` (``states``, ``actions``, ``log_p0``, ``log_pi``,
     ``log_P`` in the learner's argument order). The tables are normalised log-probabilities
@@ -72,8 +74,8 @@ def trajectory_instances() -> list[dict[str, Any]]:
     the MDP itself.
     """
     out = []
-    for n_states, n_actions, horizon, seed, sharp in _SPECS:
-        g = torch.Generator().manual_seed(9_000 + seed)
+    for n_states, n_actions, horizon, spec_seed, sharp in _SPECS:
+        g = torch.Generator().manual_seed(instance_seed(9_000 + spec_seed, seed))
         log_p0 = torch.log_softmax(torch.randn(n_states, generator=g, dtype=DTYPE), dim=-1)
         log_pi = torch.log_softmax(
             1.2 * torch.randn(n_states, n_actions, generator=g, dtype=DTYPE), dim=-1
@@ -357,6 +359,7 @@ def measure_trajectory_log_prob(
     rtol: float = 1e-6,
     atol: float = 1e-9,
     require_grad: bool = False,
+    seed: int | None = None,
     **unknown: Any,
 ) -> TrajectoryMeasurement:
     """Call ``fn(states, actions, log_p0, log_pi, log_P)`` on every fixed instance.
@@ -365,7 +368,7 @@ def measure_trajectory_log_prob(
     requiring grad: if that result is a tensor on the autograd graph, its gradient with
     respect to each table is recorded. Plain numbers only; never raises.
     """
-    early = measure_precheck("check_trajectory_log_prob", unknown, OPTIONS)
+    early = measure_precheck("check_trajectory_log_prob", unknown, OPTIONS, seed=seed)
     if early is not None:
         return early
     if not isinstance(timeout, int | float) or timeout <= 0:
@@ -374,17 +377,19 @@ def measure_trajectory_log_prob(
         )
     budget = Budget(timeout)
     with single_thread():
-        return _measure(fn, budget)
+        return _measure(fn, budget, seed)
 
 
-def _measure(fn: Callable[..., Any], budget: Budget) -> TrajectoryMeasurement:
+def _measure(
+    fn: Callable[..., Any], budget: Budget, seed: int | None = None
+) -> TrajectoryMeasurement:
     name = "your log p(τ) function"
     what = "log p(τ) as one number (the per-step terms summed)"
     values: list[float] = []
     grads: list[dict[str, Any] | None] = []
     grad_status = "checked"
     grad_error = ""
-    for inst in trajectory_instances():
+    for inst in trajectory_instances(seed):
         args = {k: v.clone() for k, v in inst["args"].items()}
         value, err = learner_call(fn, args, budget, name)
         if err:
@@ -667,6 +672,7 @@ def judge_trajectory_log_prob(
     rtol: float = 1e-6,
     atol: float = 1e-9,
     require_grad: bool = False,
+    seed: int | None = None,
     **unknown: Any,
 ) -> Report:
     """Compare with the exact log p(τ) on every instance, then the gradient (if measured).
@@ -674,10 +680,12 @@ def judge_trajectory_log_prob(
     Prechecks (options, a recorded error, the shape of the measurement), then the
     :class:`Evidence`, then the first of :data:`RULES` that answers.
     """
-    early = judge_precheck(measurement, NAME, "check_trajectory_log_prob", unknown, OPTIONS)
+    early = judge_precheck(
+        measurement, NAME, "check_trajectory_log_prob", unknown, OPTIONS, seed=seed
+    )
     if early is not None:
         return early
-    instances = trajectory_instances()
+    instances = trajectory_instances(seed)
     values = measurement.get("values")
     grads = measurement.get("grads")
     if (
@@ -718,7 +726,7 @@ def _unrecognised_advice(instances: list[dict[str, Any]], grads: list[Any]) -> s
     return UNRECOGNISED.format(formula=FORMULA)
 
 
-CHECK = Check(NAME, measure_trajectory_log_prob, judge_trajectory_log_prob)
+CHECK = Check(NAME, measure_trajectory_log_prob, judge_trajectory_log_prob, fresh_instances=True)
 
 
 def check_trajectory_log_prob(

@@ -22,6 +22,7 @@ from pgcheck.checks.base import (
     count_mismatch,
     decide,
     failed,
+    instance_seed,
     judge_precheck,
     learner_call,
     measure_precheck,
@@ -33,7 +34,7 @@ from pgcheck.errors import ErrorKind
 from pgcheck.report import Report, Row
 
 NAME = "value_loss"
-OPTIONS = ["timeout", "rtol", "atol"]
+OPTIONS = ["timeout", "rtol", "atol", "seed"]
 
 #: Each diagnosis of the value loss once: its code, the loss it computes, and its message.
 MISTAKES: tuple[Mistake, ...] = (
@@ -87,12 +88,14 @@ class ValueLossMeasurement(Measurement, total=False):
     results: list[ValueLossResult]
 
 
-def value_cases() -> list[dict[str, list[list[float]]]]:
-    """Padded batches (values, targets, mask) with episodes of different lengths."""
-    rng = np.random.default_rng(2_024)
+def value_cases(seed: int | None = None) -> list[dict[str, list[list[float]]]]:
+    """Padded batches (values, targets, mask) with episodes of different lengths (``seed``:
+    fresh batches of the same sizes, see :func:`instance_seed`)."""
+    rng = np.random.default_rng(instance_seed(2_024, seed))
     cases = []
     for B, T in ((1, 1), (2, 3), (3, 5), (4, 6)):
-        lengths = [T] + [int(rng.integers(1, T + 1)) for _ in range(B - 1)]
+        top = T + 1 if seed is None else T  # fresh batches always have padding
+        lengths = [T] + [int(rng.integers(1, top)) for _ in range(B - 1)]
         mask = np.array([[1.0 if t < n else 0.0 for t in range(T)] for n in lengths])
         values = np.round(rng.normal(size=(B, T)) * 2, 3)
         targets = np.round(rng.normal(size=(B, T)) * 3, 3) * mask
@@ -108,18 +111,19 @@ def measure_value_loss(
     timeout: float = DEFAULT_TIMEOUT,
     rtol: float = 1e-6,
     atol: float = 1e-9,
+    seed: int | None = None,
     **unknown: Any,
 ) -> ValueLossMeasurement:
     """Call ``fn(values, targets, mask)`` on fixed padded batches; record L and ∂L/∂values."""
     import torch
 
-    early = measure_precheck("check_value_loss", unknown, OPTIONS)
+    early = measure_precheck("check_value_loss", unknown, OPTIONS, seed=seed)
     if early is not None:
         return early
     budget = Budget(timeout)
     name = "your value loss"
     out: list[ValueLossResult] = []
-    for case in value_cases():
+    for case in value_cases(seed):
         values = torch.tensor(case["values"], dtype=torch.float64, requires_grad=True)
         args = {
             "values": values,
@@ -261,6 +265,7 @@ def judge_value_loss(
     timeout: float = DEFAULT_TIMEOUT,
     rtol: float = 1e-6,
     atol: float = 1e-9,
+    seed: int | None = None,
     **unknown: Any,
 ) -> Report:
     """Compare with L = Σ mask (V − G)² / Σ mask and its gradient; name common mistakes.
@@ -268,17 +273,17 @@ def judge_value_loss(
     Prechecks (options, a recorded error, the number of cases), then the :class:`Evidence`,
     then the first of :data:`RULES` that answers.
     """
-    early = judge_precheck(measurement, NAME, "check_value_loss", unknown, OPTIONS)
+    early = judge_precheck(measurement, NAME, "check_value_loss", unknown, OPTIONS, seed=seed)
     if early is not None:
         return early
-    cases = value_cases()
+    cases = value_cases(seed)
     early = count_mismatch(measurement.get("results", []), len(cases), NAME, "check_value_loss")
     if early is not None:
         return early
     return decide(RULES, gather_evidence(measurement, cases, rtol, atol))
 
 
-CHECK = Check(NAME, measure_value_loss, judge_value_loss)
+CHECK = Check(NAME, measure_value_loss, judge_value_loss, fresh_instances=True)
 
 
 def check_value_loss(fn: Callable[..., Any], *, timeout: float = 5.0, **options: Any) -> Report:

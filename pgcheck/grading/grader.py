@@ -7,8 +7,9 @@ For one submitted notebook (:func:`grade_one`):
    ``solutions/``, never from the student's file) and only the student's answer cells, and a
    copy of that one notebook; the parent enforces the per-cell wall limit from outside;
 3. for every hidden test, the check's ``measure`` and ``judge`` run **here**, on fresh random
-   instances drawn from this run's own seed (pseudo-loss checks), with the student's function
-   replaced by :class:`~pgcheck.grading.protocol.RemoteFunction` /
+   instances drawn from this run's own seed (pseudo-loss checks: fresh problems; every check
+   with ``fresh_instances``: the option ``seed`` from :func:`check_seed`), with the student's
+   function replaced by :class:`~pgcheck.grading.protocol.RemoteFunction` /
    :class:`~pgcheck.grading.protocol.RemoteLoss`: the jail only receives plain arrays and
    returns values and gradients. Nothing the student built is imported, unpickled or trusted;
 4. a visible test cell runs in the jail and earns its points only if it passed there *and*
@@ -118,6 +119,21 @@ def fresh_problems(seed: int) -> list[Any]:
         gaussian_bandit(s[4], name=f"gaussian~{tag}"),
     ]  # fmt: skip
     return _FRESH[seed]
+
+
+def check_seed(run_seed: int, check: str) -> int:
+    """The ``seed`` option of a check with ``fresh_instances`` in this run.
+
+    s = ⌊SeedSequence([run seed, crc32(check name)]).generate_state(1, uint64)[0] / 2⌋: the
+    same for every submission of one run (same instances, fair), new in every run, and never
+    sent to the jail (the jail only sees the inputs the check builds from it).
+    """
+    import zlib
+
+    import numpy as np
+
+    entropy = [int(run_seed), zlib.crc32(check.encode("utf-8"))]
+    return int(np.random.SeedSequence(entropy).generate_state(1, np.uint64)[0]) >> 1
 
 
 # --------------------------------------------------------------------------- the file
@@ -364,6 +380,8 @@ def _judge_hidden(g: _Grading, test: Any, fresh: list[Any]) -> tuple[bool, str, 
         return False, "missing", g.missing_reason(test.function_name)
     options = dict(test.options)
     token = None
+    if getattr(check, "fresh_instances", False):
+        options["seed"] = check_seed(g.options.seed, test.check)  # replaces any literal seed
     if test.check == "pseudo_loss":
         if options.get("problem") in (None, "default"):
             from pgcheck.exact.vocabulary import VocabularyError, provides, requested_names
