@@ -74,6 +74,7 @@ def test_every_library_name_comes_from_one_save_cell() -> None:
     assert {c.notebook.split("/")[1] for c in cells} == {
         "04_reinforce",
         "05_reward_to_go",
+        "07_gaussian_policies",
         "09_actor_critic",
     }
 
