@@ -120,11 +120,32 @@ def pipeline(
 
 
 def _normalised(nb: Any) -> Any:
+    """The notebook without outputs, and without the releasing Python's patch version."""
     data = json.loads(json.dumps(nb))
     for cell in data["cells"]:
         cell.pop("outputs", None)
         cell.pop("execution_count", None)
+    data.get("metadata", {}).get("language_info", {}).pop("version", None)
     return data
+
+
+def visible_entries(folder: Path) -> list[str]:
+    """The names a release check compares: hidden entries (``.ipynb_checkpoints``, which
+    JupyterLab writes on open, ``.DS_Store``, ...) and ``__pycache__`` are not part of it."""
+    if not folder.is_dir():
+        return []
+    return sorted(p.name for p in folder.iterdir() if not p.name.startswith((".", "__pycache__")))
+
+
+def out_of_date(name: str, detail: str, fresh: Path) -> str:
+    """The failure message of the sync test. It never recommends regenerating notebooks/,
+    which would overwrite a learner's answers."""
+    return (
+        f"notebooks/{name} differs from a fresh release of solutions/{name} ({detail}; fresh "
+        f"copy: {fresh}). If you are working through the course and changed this notebook, "
+        "this is expected and your work is safe: nothing needs to be run. Course maintainers: "
+        "see 'Release' in docs/instructor.md."
+    )
 
 
 def test_release_matches_committed_student_notebooks(pipeline: dict[str, Any]) -> None:
@@ -132,29 +153,34 @@ def test_release_matches_committed_student_notebooks(pipeline: dict[str, Any]) -
     assignment, course = pipeline["assignment"], pipeline["course"]
     assert pipeline["log"]["release"][0] == 0, pipeline["log"]["release"]
     fresh_dir = course / "notebooks" / assignment.name
-    fresh = sorted(p.name for p in fresh_dir.iterdir() if p.name != "__pycache__")
-    committed = (
-        sorted(p.name for p in assignment.released_dir.iterdir() if p.name != "__pycache__")
-        if assignment.released_dir.is_dir()
-        else []
-    )
-    assert committed == fresh, (
-        f"notebooks/{assignment.name} is out of date: run `python -m pgcheck.grading release "
-        f"{assignment.name}` (fresh copy: {fresh_dir})"
+    fresh = visible_entries(fresh_dir)
+    committed = visible_entries(assignment.released_dir)
+    assert committed == fresh, out_of_date(
+        assignment.name, f"files {committed} vs {fresh}", fresh_dir
     )
     for filename in fresh:
         if filename.endswith(".ipynb"):
             assert _normalised(read(assignment.released_dir / filename)) == _normalised(
                 read(fresh_dir / filename)
-            ), (
-                f"{assignment.released_dir / filename} differs from the generated "
-                f"{fresh_dir / filename}: run `python -m pgcheck.grading release "
-                f"{assignment.name}`"
-            )
+            ), out_of_date(assignment.name, f"{filename} differs", fresh_dir)
         else:
             assert (assignment.released_dir / filename).read_bytes() == (
                 fresh_dir / filename
-            ).read_bytes()
+            ).read_bytes(), out_of_date(assignment.name, f"{filename} differs", fresh_dir)
+
+
+def test_release_check_ignores_hidden_entries_and_never_suggests_a_release(
+    tmp_path: Path,
+) -> None:
+    """What Lab or Finder leave beside a notebook does not count; the message is safe."""
+    (tmp_path / "01_x.ipynb").write_text("{}")
+    (tmp_path / ".ipynb_checkpoints").mkdir()
+    (tmp_path / ".ipynb_checkpoints" / "01_x-checkpoint.ipynb").write_text("{}")
+    (tmp_path / ".DS_Store").write_bytes(b"\0")
+    (tmp_path / "__pycache__").mkdir()
+    assert visible_entries(tmp_path) == ["01_x.ipynb"]
+    message = out_of_date("01_x", "01_x.ipynb differs", tmp_path)
+    assert "grading release" not in message and "generate_assignment" not in message
 
 
 def test_solution_validates_with_full_marks(pipeline: dict[str, Any]) -> None:
