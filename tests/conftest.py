@@ -22,3 +22,9 @@ settings.load_profile("ci")
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "slow: takes more than a few seconds (run by .ci/run)")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Slow tests first (stable order otherwise): the longest jobs start at once on both
+    xdist workers and the many quick tests fill the gaps at the end."""
+    items[:] = sorted(items, key=lambda item: item.get_closest_marker("slow") is None)

@@ -51,7 +51,7 @@ CHROMIUM_FLAGS = [
     "--disable-sync",
 ]
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("browser")]  # one Lab, one browser
 
 
 def chromium_path() -> str | None:

@@ -23,14 +23,18 @@ from course_tools import (  # noqa: E402
     assignments,
     cell_by_id,
     gradebook_scores,
-    make_course,
     nbgrader,
     pgrade,
     read,
+    release_log,
+    released_course,
     session_dir,
     submit,
     total,
 )
+
+# one worker grades the whole module (--dist loadgroup): it is among the slowest
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("adversarial")]
 
 FIXTURE = assignments()[0]
 NAME = FIXTURE.name
@@ -218,9 +222,9 @@ def _duplicated(released: Any, first: str, second: str) -> Any:
     return nb
 
 
-def _run_all(root: Path) -> dict[str, Any]:
-    course = make_course(root / "course_root", FIXTURE)
-    assert pgrade(["release", NAME], course).returncode == 0
+def _run_all(root: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    course = released_course(root / "course_root", FIXTURE, tmp_path_factory)
+    assert release_log(course)[0] == 0, release_log(course)
     released = read(course / "notebooks" / NAME / NOTEBOOK)
     for student, (dr, rtg, _) in CASES.items():
         submit(course, student, NAME, {NOTEBOOK: _notebook(released, dr, rtg)})
@@ -273,7 +277,7 @@ def graded(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     with FileLock(str(done) + ".lock"):
         if done.is_file():
             return json.loads(done.read_text())
-        data = _run_all(shared)
+        data = _run_all(shared, tmp_path_factory)
         done.write_text(json.dumps(data))
         return data
 

@@ -29,11 +29,12 @@ from course_tools import (  # noqa: E402
     answer_cells,
     assignments,
     gradebook_scores,
-    make_course,
     meta,
     nbgrader,
     pgrade,
     read,
+    release_log,
+    released_course,
     session_dir,
     submit,
     total,
@@ -43,7 +44,12 @@ from course_tools import (  # noqa: E402
 from pgcheck.grading.notebook import assignment_notebooks, parse_source  # noqa: E402
 
 ASSIGNMENTS = assignments()
-IDS = [a.name for a in ASSIGNMENTS]
+# each assignment's tests run on one xdist worker (--dist loadgroup), so no worker waits on
+# another's pipeline lock; the pipelines are the suite's slowest tests
+PARAMS = [
+    pytest.param(a, id=a.name, marks=[pytest.mark.slow, pytest.mark.xdist_group(f"pipe-{a.name}")])
+    for a in ASSIGNMENTS
+]
 
 
 def _mistake_g0(nb: Any) -> Any:
@@ -58,13 +64,13 @@ def _mistake_g0(nb: Any) -> Any:
     return nb
 
 
-def _pipeline(assignment: Assignment, root: Path) -> dict[str, Any]:
-    """Release, submit, nbgrader autograde, trusted autograde, feedback, export."""
-    course = make_course(root / "course_root", assignment)
+def _pipeline(assignment: Assignment, root: Path, tmp_path_factory: Any) -> dict[str, Any]:
+    """Release (once per session), submit, nbgrader autograde, trusted autograde, feedback,
+    export."""
+    course = released_course(root / "course_root", assignment, tmp_path_factory)
     name = assignment.name
     log: dict[str, Any] = {"course": str(course)}
-    result = pgrade(["release", name], course)
-    log["release"] = result.returncode, result.stdout[-2000:], result.stderr[-4000:]
+    log["release"] = release_log(course)
     sources = assignment_notebooks(course / "solutions" / name)
     students: dict[str, dict[str, Any]] = {"solution": {}, "untouched": {}, "sign_error": {}}
     sign_error_functions: dict[str, str] = {}
@@ -99,7 +105,7 @@ def _pipeline(assignment: Assignment, root: Path) -> dict[str, Any]:
     }
 
 
-@pytest.fixture(scope="module", params=ASSIGNMENTS, ids=IDS)
+@pytest.fixture(scope="module", params=PARAMS)
 def pipeline(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> dict[str, Any]:
@@ -112,7 +118,7 @@ def pipeline(
         if done.is_file():
             data = json.loads(done.read_text())
         else:
-            data = _pipeline(assignment, shared / assignment.name)
+            data = _pipeline(assignment, shared / assignment.name, tmp_path_factory)
             done.write_text(json.dumps(data))
     data["assignment"] = assignment
     data["course"] = Path(data["log"]["course"])
