@@ -22,6 +22,8 @@ settings.load_profile("ci")
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "slow: takes more than a few seconds (run by .ci/run)")
+    # pytest-xdist registers it only when its plugin is active (not with -p no:xdist)
+    config.addinivalue_line("markers", "xdist_group(name): run these tests on one worker")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
