@@ -88,7 +88,7 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def lab_command(root: Path, port: int, token: str) -> list[str]:
+def lab_command(root: Path, port: int, token: str, workspaces: Path) -> list[str]:
     """``bash run.sh lab`` with a folder, port and token (and the app exposed to the test).
 
     When the tests run from another interpreter than ``.venv`` (a developer's own venv),
@@ -102,6 +102,7 @@ def lab_command(root: Path, port: int, token: str) -> list[str]:
         f"--IdentityProvider.token={token}",
         "--no-browser",
         "--LabApp.expose_app_in_browser=True",  # lets the test read the notebook's state
+        f"--LabApp.workspaces_dir={workspaces}",  # not the user's: no tabs restored or left
     ]
     if Path(sys.prefix).resolve() == (REPO / ".venv").resolve():
         return ["bash", str(REPO / "run.sh"), "lab", *options]
@@ -124,7 +125,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     env["JUPYTER_CONFIG_PATH"] = str(REPO / "jupyter-config")  # run.sh sets it; so does this
     log = (root / "lab.log").open("w")
     proc = subprocess.Popen(
-        lab_command(root, port, token),
+        lab_command(root, port, token, tmp_path_factory.mktemp("workspaces")),
         cwd=REPO,
         env=env,
         stdout=log,
