@@ -190,13 +190,26 @@ def test_release_check_ignores_hidden_entries_and_never_suggests_a_release(
 
 
 def test_solution_validates_with_full_marks(pipeline: dict[str, Any]) -> None:
-    """nbgrader's Validator (from Python: `nbgrader validate` always exits 0) finds no failure."""
+    """nbgrader's Validator (from Python: `nbgrader validate` always exits 0) finds no failure.
+
+    It reads the solution as nbgrader autograde executed it in the pipeline (the notebooks'
+    one shared execution), so its preprocessors check cell metadata and do not run it again.
+    """
+    from nbgrader.preprocessors import CheckCellMetadata
     from nbgrader.validator import Validator
+    from traitlets.config import Config
 
     course, assignment = pipeline["course"], pipeline["assignment"]
+    config = Config()
+    config.Validator.preprocessors = [CheckCellMetadata]
     for source in assignment_notebooks(course / "solutions" / assignment.name):
-        results = Validator().validate(str(source))
+        executed = course / "course" / "autograded" / "solution" / assignment.name / source.name
+        assert executed.is_file(), pipeline["log"]["nbgrader_autograde"]
+        results = Validator(config=config).validate(str(executed))
         assert results == {}, f"{source.name}: {json.dumps(results)[:3000]}"
+        # the same check on the sign-flipped submission finds its failing test cells
+        flipped = executed.parents[2] / "sign_error" / assignment.name / source.name
+        assert Validator(config=config).validate(str(flipped)).get("failed"), flipped
 
 
 def _answer_dependent(source_nb: Any, nb: Any) -> set[int]:
