@@ -33,3 +33,7 @@ c.GenerateFeedback.preprocessors = [
     "nbconvert.preprocessors.CSSHTMLHeaderPreprocessor",
     "pgcheck.grading.feedback.HideHiddenTests",
 ]
+
+# files never copied into a release or a submission: Lab's checkpoints and every other hidden
+# entry (.DS_Store, editor swap files, ...)
+c.CourseDirectory.ignore = [".*", "*.pyc", "__pycache__", "feedback"]

@@ -407,7 +407,7 @@ def _child_main(work: Callable[[], dict[str, Any]], write_fd: int, cpu_limit: fl
             signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past it fails, no kill
         # A learner's sys.setrecursionlimit is capped, so a recursion without end is a clean
         # RecursionError instead of minutes of stack growth or a crash.
-        sys.setrecursionlimit = _capped_recursion_limit  # type: ignore[assignment]
+        sys.setrecursionlimit = _capped_recursion_limit
         with contextlib.suppress(ImportError, ValueError, OSError):
             import resource
 

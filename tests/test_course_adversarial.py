@@ -29,9 +29,10 @@ from course_tools import (  # noqa: E402
     assignments,
     cell_by_id,
     gradebook_scores,
-    make_course,
     pgrade,
     read,
+    release_log,
+    released_course,
     session_dir,
     submit,
     total,
@@ -39,9 +40,12 @@ from course_tools import (  # noqa: E402
 
 from pgcheck.grading.jail import BASE_UID, probe_sandbox  # noqa: E402
 
-pytestmark = pytest.mark.skipif(
-    probe_sandbox() is not None, reason=f"no sandbox here: {probe_sandbox()}"
-)
+# one worker grades the whole module (--dist loadgroup): it is among the slowest
+pytestmark = [
+    pytest.mark.skipif(probe_sandbox() is not None, reason=f"no sandbox here: {probe_sandbox()}"),
+    pytest.mark.slow,
+    pytest.mark.xdist_group("adversarial"),
+]
 
 FIXTURE = assignments()[0]
 NAME = FIXTURE.name
@@ -416,9 +420,9 @@ def _jail_processes() -> list[str]:
     return found
 
 
-def _run_all(root: Path) -> dict[str, Any]:
-    course = make_course(root / "course_root", FIXTURE)
-    assert pgrade(["release", NAME], course).returncode == 0
+def _run_all(root: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    course = released_course(root / "course_root", FIXTURE, tmp_path_factory)
+    assert release_log(course)[0] == 0, release_log(course)
     released = read(course / "notebooks" / NAME / NOTEBOOK)
     fill = {"course": str(course), "pgcheck": str(REPO / "pgcheck")}
 
@@ -500,7 +504,7 @@ def graded(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     with FileLock(str(done) + ".lock"):
         if done.is_file():
             return json.loads(done.read_text())
-        data = _run_all(shared)
+        data = _run_all(shared, tmp_path_factory)
         done.write_text(json.dumps(data))
         return data
 

@@ -31,11 +31,12 @@ from course_tools import (  # noqa: E402
     answer_cells,
     assignments,
     gradebook_scores,
-    make_course,
     meta,
     nbgrader,
     pgrade,
     read,
+    release_log,
+    released_course,
     session_dir,
     submit,
     total,
@@ -45,7 +46,12 @@ from course_tools import (  # noqa: E402
 from pgcheck.grading.spec import assignment_notebooks, parse_source  # noqa: E402
 
 ASSIGNMENTS = assignments()
-IDS = [a.name for a in ASSIGNMENTS]
+# each assignment's tests run on one xdist worker (--dist loadgroup), so no worker waits on
+# another's pipeline lock; the pipelines are the suite's slowest tests
+PARAMS = [
+    pytest.param(a, id=a.name, marks=[pytest.mark.slow, pytest.mark.xdist_group(f"pipe-{a.name}")])
+    for a in ASSIGNMENTS
+]
 
 
 def _mistake_g0(nb: Any) -> Any:
@@ -60,13 +66,13 @@ def _mistake_g0(nb: Any) -> Any:
     return nb
 
 
-def _pipeline(assignment: Assignment, root: Path) -> dict[str, Any]:
-    """Release, submit, nbgrader autograde, trusted autograde, feedback, export."""
-    course = make_course(root / "course_root", assignment)
+def _pipeline(assignment: Assignment, root: Path, tmp_path_factory: Any) -> dict[str, Any]:
+    """Release (once per session), submit, nbgrader autograde, trusted autograde, feedback,
+    export."""
+    course = released_course(root / "course_root", assignment, tmp_path_factory)
     name = assignment.name
     log: dict[str, Any] = {"course": str(course)}
-    result = pgrade(["release", name], course)
-    log["release"] = result.returncode, result.stdout[-2000:], result.stderr[-4000:]
+    log["release"] = release_log(course)
     sources = assignment_notebooks(course / "solutions" / name)
     students: dict[str, dict[str, Any]] = {"solution": {}, "untouched": {}, "sign_error": {}}
     sign_error_functions: dict[str, str] = {}
@@ -101,7 +107,7 @@ def _pipeline(assignment: Assignment, root: Path) -> dict[str, Any]:
     }
 
 
-@pytest.fixture(scope="module", params=ASSIGNMENTS, ids=IDS)
+@pytest.fixture(scope="module", params=PARAMS)
 def pipeline(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> dict[str, Any]:
@@ -114,7 +120,7 @@ def pipeline(
         if done.is_file():
             data = json.loads(done.read_text())
         else:
-            data = _pipeline(assignment, shared / assignment.name)
+            data = _pipeline(assignment, shared / assignment.name, tmp_path_factory)
             done.write_text(json.dumps(data))
     data["assignment"] = assignment
     data["course"] = Path(data["log"]["course"])
@@ -122,11 +128,32 @@ def pipeline(
 
 
 def _normalised(nb: Any) -> Any:
+    """The notebook without outputs, and without the releasing Python's patch version."""
     data = json.loads(json.dumps(nb))
     for cell in data["cells"]:
         cell.pop("outputs", None)
         cell.pop("execution_count", None)
+    data.get("metadata", {}).get("language_info", {}).pop("version", None)
     return data
+
+
+def visible_entries(folder: Path) -> list[str]:
+    """The names a release check compares: hidden entries (``.ipynb_checkpoints``, which
+    JupyterLab writes on open, ``.DS_Store``, ...) and ``__pycache__`` are not part of it."""
+    if not folder.is_dir():
+        return []
+    return sorted(p.name for p in folder.iterdir() if not p.name.startswith((".", "__pycache__")))
+
+
+def out_of_date(name: str, detail: str, fresh: Path) -> str:
+    """The failure message of the sync test. It never recommends regenerating notebooks/,
+    which would overwrite a learner's answers."""
+    return (
+        f"notebooks/{name} differs from a fresh release of solutions/{name} ({detail}; fresh "
+        f"copy: {fresh}). If you are working through the course and changed this notebook, "
+        "this is expected and your work is safe: nothing needs to be run. Course maintainers: "
+        "see 'Release' in docs/instructor.md."
+    )
 
 
 def test_release_matches_committed_student_notebooks(pipeline: dict[str, Any]) -> None:
@@ -134,39 +161,57 @@ def test_release_matches_committed_student_notebooks(pipeline: dict[str, Any]) -
     assignment, course = pipeline["assignment"], pipeline["course"]
     assert pipeline["log"]["release"][0] == 0, pipeline["log"]["release"]
     fresh_dir = course / "notebooks" / assignment.name
-    fresh = sorted(p.name for p in fresh_dir.iterdir() if p.name != "__pycache__")
-    committed = (
-        sorted(p.name for p in assignment.released_dir.iterdir() if p.name != "__pycache__")
-        if assignment.released_dir.is_dir()
-        else []
-    )
-    assert committed == fresh, (
-        f"notebooks/{assignment.name} is out of date: run `python -m pgcheck.grading release "
-        f"{assignment.name}` (fresh copy: {fresh_dir})"
+    fresh = visible_entries(fresh_dir)
+    committed = visible_entries(assignment.released_dir)
+    assert committed == fresh, out_of_date(
+        assignment.name, f"files {committed} vs {fresh}", fresh_dir
     )
     for filename in fresh:
         if filename.endswith(".ipynb"):
             assert _normalised(read(assignment.released_dir / filename)) == _normalised(
                 read(fresh_dir / filename)
-            ), (
-                f"{assignment.released_dir / filename} differs from the generated "
-                f"{fresh_dir / filename}: run `python -m pgcheck.grading release "
-                f"{assignment.name}`"
-            )
+            ), out_of_date(assignment.name, f"{filename} differs", fresh_dir)
         else:
             assert (assignment.released_dir / filename).read_bytes() == (
                 fresh_dir / filename
-            ).read_bytes()
+            ).read_bytes(), out_of_date(assignment.name, f"{filename} differs", fresh_dir)
+
+
+def test_release_check_ignores_hidden_entries_and_never_suggests_a_release(
+    tmp_path: Path,
+) -> None:
+    """What Lab or Finder leave beside a notebook does not count; the message is safe."""
+    (tmp_path / "01_x.ipynb").write_text("{}")
+    (tmp_path / ".ipynb_checkpoints").mkdir()
+    (tmp_path / ".ipynb_checkpoints" / "01_x-checkpoint.ipynb").write_text("{}")
+    (tmp_path / ".DS_Store").write_bytes(b"\0")
+    (tmp_path / "__pycache__").mkdir()
+    assert visible_entries(tmp_path) == ["01_x.ipynb"]
+    message = out_of_date("01_x", "01_x.ipynb differs", tmp_path)
+    assert "grading release" not in message and "generate_assignment" not in message
 
 
 def test_solution_validates_with_full_marks(pipeline: dict[str, Any]) -> None:
-    """nbgrader's Validator (from Python: `nbgrader validate` always exits 0) finds no failure."""
+    """nbgrader's Validator (from Python: `nbgrader validate` always exits 0) finds no failure.
+
+    It reads the solution as nbgrader autograde executed it in the pipeline (the notebooks'
+    one shared execution), so its preprocessors check cell metadata and do not run it again.
+    """
+    from nbgrader.preprocessors import CheckCellMetadata
     from nbgrader.validator import Validator
+    from traitlets.config import Config
 
     course, assignment = pipeline["course"], pipeline["assignment"]
+    config = Config()
+    config.Validator.preprocessors = [CheckCellMetadata]
     for source in assignment_notebooks(course / "solutions" / assignment.name):
-        results = Validator().validate(str(source))
+        executed = course / "course" / "autograded" / "solution" / assignment.name / source.name
+        assert executed.is_file(), pipeline["log"]["nbgrader_autograde"]
+        results = Validator(config=config).validate(str(executed))
         assert results == {}, f"{source.name}: {json.dumps(results)[:3000]}"
+        # the same check on the sign-flipped submission finds its failing test cells
+        flipped = executed.parents[2] / "sign_error" / assignment.name / source.name
+        assert Validator(config=config).validate(str(flipped)).get("failed"), flipped
 
 
 def _answer_dependent(source_nb: Any, nb: Any) -> set[int]:

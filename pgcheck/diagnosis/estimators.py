@@ -460,7 +460,7 @@ def weight_bank() -> list[WeightSpec]:
 @cache
 def reference_bank() -> list[tuple[str, Loss]]:
     """Reference estimators for diagnosis by expected gradient: (code, loss)."""
-    named = [
+    named: list[tuple[str, Loss]] = [
         ("probs_instead_of_log_probs", probs_times_q),
         ("action_dependent_baseline", action_dependent_baseline),
         ("argmax_action", argmax_reward_to_go),
@@ -469,7 +469,8 @@ def reference_bank() -> list[tuple[str, Loss]]:
         ("advantage_normalisation", normalisation_per_episode),
         ("advantage_normalisation", normalisation_per_episode_without_gamma_t),
     ]
-    return [("correct", reward_to_go)] + named + [(w.code, w.loss()) for w in weight_bank()]
+    bank: list[tuple[str, Loss]] = [("correct", reward_to_go), *named]
+    return bank + [(w.code, w.loss()) for w in weight_bank()]
 
 
 @cache

@@ -118,7 +118,7 @@ def step_scores(prob: Problem) -> tuple[Tensor, Tensor]:
             grads = torch.autograd.grad(
                 inputs["log_probs"].sum(), [leaves.tensors[n] for n in names]
             )
-        score = sum(
+        score: Tensor = sum(  # type: ignore[assignment]
             torch.einsum("bt...,bt...p->btp", g, leaves.jacobians[n])
             for n, g in zip(names, grads, strict=True)
         )

@@ -266,7 +266,8 @@ def named_mistake(ev: Evidence) -> Report:
             msg += text.UNRECOGNISED_WHERE.format(where=where)
     elif "entropy_bonus" in code.split("+"):
         # (code, a, β) from the general fit, else the offset match (a = 1, β = its factor)
-        _, a, b = ev.entropy if ev.entropy is not None else (code, 1.0, ev.found[1])
+        found_beta = ev.found[1] if ev.found is not None else 1.0
+        _, a, b = ev.entropy if ev.entropy is not None else (code, 1.0, found_beta)
         alpha = "∇J" if abs(a - 1) <= 1e-6 else f"{a:.4g}·∇J"
         rest = message_for(code.replace("entropy_bonus", "").strip("+"))
         msg = MESSAGES["entropy_bonus"].format(alpha=alpha, beta=f"{b:.4g}") + (

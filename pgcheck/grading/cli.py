@@ -93,7 +93,11 @@ def cmd_release(args: argparse.Namespace) -> int:
         return 2
     status = 0
     for name in names:
-        status |= _nbgrader(["generate_assignment", name, "--force"], root)
+        code = _nbgrader(["generate_assignment", name, "--force"], root)
+        status |= code
+        if code == 0:
+            for path in assignment_notebooks(root / coursedir.release_directory / name):
+                stamp_kernel_metadata(path)
     return status
 
 
@@ -124,6 +128,45 @@ def _grade(items: list[tuple[Submission, Any]], args: argparse.Namespace) -> lis
     except SandboxUnavailable as exc:
         print(str(exc), file=sys.stderr)
         return None
+
+
+def kernel_metadata() -> dict[str, Any]:
+    """The notebook metadata JupyterLab writes when it opens a notebook with this kernel.
+
+    A notebook that already carries exactly this ``kernelspec`` and ``language_info`` is not
+    marked modified when Lab opens it (Lab overwrites both from the kernel's info reply).
+    ``language_info.version`` is the releasing interpreter's Python version.
+    """
+    import platform
+
+    return {
+        "kernelspec": {
+            "display_name": "Python 3 (ipykernel)",
+            "language": "python",
+            "name": "python3",
+        },
+        "language_info": {
+            "codemirror_mode": {"name": "ipython", "version": 3},
+            "file_extension": ".py",
+            "mimetype": "text/x-python",
+            "name": "python",
+            "nbconvert_exporter": "python",
+            "pygments_lexer": "ipython3",
+            "version": platform.python_version(),
+        },
+    }
+
+
+def stamp_kernel_metadata(path: Path) -> None:
+    """Give a released notebook the kernel metadata Lab would write (see kernel_metadata)."""
+    import nbformat
+
+    nb = nbformat.read(path, as_version=nbformat.NO_CONVERT)
+    wanted = kernel_metadata()
+    if all(nb.metadata.get(k) == v for k, v in wanted.items()):
+        return
+    nb.metadata.update(wanted)
+    nbformat.write(nb, path)
 
 
 def cmd_autograde(args: argparse.Namespace) -> int:
