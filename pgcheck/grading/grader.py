@@ -12,8 +12,11 @@ For one submitted notebook (:func:`grade_one`):
    function replaced by :class:`~pgcheck.grading.protocol.RemoteFunction` /
    :class:`~pgcheck.grading.protocol.RemoteLoss`: the jail only receives plain arrays and
    returns values and gradients. Nothing the student built is imported, unpickled or trusted;
-4. a visible test cell runs in the jail and earns its points only if it passed there *and*
-   every hidden test of the functions it uses passed here.
+4. a visible test cell is split (parsed from ``solutions/``, never from the submission):
+   its ``pgcheck.check_<check>(<function>, **literals)`` calls, with the asserts on their
+   reports, are evaluated **here** exactly like hidden tests (same fresh instances); its other
+   statements run in the jail. It earns its points only if its jail part passed, every one
+   of its check calls passed here, *and* every hidden test of the functions it uses passed.
 
 A jail that dies (time-out, crash, flood, protocol violation) costs only the tests that were
 running; the next test gets a fresh jail. Submissions never share a jail.
@@ -34,7 +37,14 @@ import nbformat
 
 from pgcheck.grading.jail import Jail, JailConfig, JailDied, Limits, require_sandbox
 from pgcheck.grading.protocol import RemoteLoss, Session, remote_functions, start_session
-from pgcheck.grading.spec import NotebookSpec, nbgrader_meta, parse_source, to_python
+from pgcheck.grading.spec import (
+    HiddenTest,
+    NotebookSpec,
+    VisibleCheck,
+    nbgrader_meta,
+    parse_source,
+    to_python,
+)
 
 DEFAULT_TIMEOUT = 60.0
 DEFAULT_CELL_TIMEOUT = 30.0
@@ -274,11 +284,16 @@ class _Grading:
         self.answers, self.helpers = student_cells(self.data or b"")
         preloads = [Path(p).stem for p in options.preload]
         self.cells = jail_cells(spec, self.answers, preloads)
-        self.functions = sorted({t.function_name for t in spec.hidden})
+        self.functions = sorted(
+            {t.function_name for t in spec.hidden}
+            | {c.function_name for v in spec.visible for c in v.checks}
+        )  # the functions the grader calls: those of hidden tests and visible check calls
         self.session: Session | None = None
         self.cell_errors: list[dict[str, str]] = []
         self.dropped: list[str] = []  # cells that killed their jail: left out of the next one
         self.start_failure = ""
+        #: (check, function, options) -> result of a check already judged in this grading
+        self.judged: dict[str, tuple[bool, str, str]] = {}
         self.config = JailConfig(
             python=options.python or JailConfig().python,
             sandbox=options.sandbox,
@@ -352,6 +367,30 @@ class _Grading:
 
 
 def _judge_hidden(g: _Grading, test: Any, fresh: list[Any]) -> tuple[bool, str, str]:
+    """(passed, status, reason) of one hidden test, computed in this process (memoised).
+
+    The same (check, function, options) judged twice in one grading (a hidden test and the
+    visible check call that mirrors it) gives the first result: same run seed, same inputs.
+    """
+    key = repr((test.check, test.function_name, sorted(test.options.items())))
+    if key not in g.judged:
+        g.judged[key] = _judge_hidden_once(g, test, fresh)
+    return g.judged[key]
+
+
+def _judge_visible_check(g: _Grading, grade_id: str, call: VisibleCheck, fresh: list[Any]) -> str:
+    """Why a visible cell's ``pgcheck.check_<check>(<function>, ...)`` failed, "" if it passed.
+
+    Judged by the hidden-test path (:func:`_judge_hidden`), in this process.
+    """
+    test = HiddenTest(grade_id, 0.0, call.check, call.function_name, dict(call.options))
+    passed, status, message = _judge_hidden(g, test, fresh)
+    if passed:
+        return ""
+    return f"pgcheck.check_{call.check}({call.function_name}) {status}: {message}"
+
+
+def _judge_hidden_once(g: _Grading, test: Any, fresh: list[Any]) -> tuple[bool, str, str]:
     """(passed, status, reason) of one hidden test, computed in this process."""
     from pgcheck.checks.registry import REGISTRY
     from pgcheck.exact.expectation import CALLER
@@ -446,32 +485,18 @@ def grade_one(
                 cell(vtest, "visible", False, "refused", g.refused, t0)
                 continue
             failing = sorted(f for f in vtest.functions if not passed_functions.get(f))
-            session = g.session_or_none()
-            if session is None:
-                cell(vtest, "visible", False, "not-run", g.start_failure, t0)
+            if vtest.problem:
+                cell(vtest, "visible", False, "failed", f"cannot be graded: {vtest.problem}", t0)
                 continue
-            try:
-                reply = session.request(
-                    {"op": "visible", "source": vtest.source, "label": f"test {vtest.grade_id}"},
-                    options.timeout,
-                )
-            except JailDied as died:
-                cell(
-                    vtest,
-                    "visible",
-                    False,
-                    "failed",
-                    f"test cell {vtest.grade_id} {died.reason}",
-                    t0,
-                )
-                continue
-            error = reply.get("error")
-            if isinstance(error, dict):
-                error = str(error.get("message", "an error"))
-            if error is not None:
-                cell(vtest, "visible", False, "failed", g.explain(f"raised {error}"), t0)
-            elif reply.get("stderr") is not False:
-                cell(vtest, "visible", False, "failed", "wrote to stderr", t0)
+            status, why = "failed", ""
+            if vtest.jail_source.strip():
+                status, why = _run_visible_jail_part(g, vtest, options)
+            for call in vtest.checks:
+                if why:
+                    break
+                why = _judge_visible_check(g, vtest.grade_id, call, fresh)
+            if why:
+                cell(vtest, "visible", False, status, why, t0)
             elif failing:
                 cell(vtest, "visible", False, "failed",
                      "the hidden tests of " + ", ".join(failing) + " failed", t0)  # fmt: skip
@@ -480,6 +505,28 @@ def grade_one(
     finally:
         g.close()
     return grades
+
+
+def _run_visible_jail_part(g: _Grading, vtest: Any, options: Options) -> tuple[str, str]:
+    """Run the jail part of a visible cell: (status, why), why "" when it passed."""
+    session = g.session_or_none()
+    if session is None:
+        return "not-run", g.start_failure or "the sandbox did not start"
+    try:
+        reply = session.request(
+            {"op": "visible", "source": vtest.jail_source, "label": f"test {vtest.grade_id}"},
+            options.timeout,
+        )
+    except JailDied as died:
+        return "failed", f"test cell {vtest.grade_id} {died.reason}"
+    error = reply.get("error")
+    if isinstance(error, dict):
+        error = str(error.get("message", "an error"))
+    if error is not None:
+        return "failed", g.explain(f"raised {error}")
+    if reply.get("stderr") is not False:
+        return "failed", "wrote to stderr"
+    return "failed", ""
 
 
 _LOADED: set[str] = set()

@@ -50,13 +50,31 @@ class HiddenTest:
 
 
 @dataclass(frozen=True)
+class VisibleCheck:
+    """One ``pgcheck.check_<check>(<function>, **literals)`` call of a visible test cell."""
+
+    check: str
+    function_name: str
+    options: dict[str, Any]
+
+
+@dataclass(frozen=True)
 class VisibleTest:
-    """A graded test cell without hidden tests: asserts the learner can read."""
+    """A graded test cell without hidden tests: asserts the learner can read.
+
+    The cell is split (:func:`split_visible`): ``checks`` are its pgcheck check calls (with
+    the asserts on their reports), which the grader evaluates like hidden tests; the other
+    statements, ``jail_source``, run in the jail. ``problem`` is a plain reason the cell
+    cannot pass (a pgcheck use the grader cannot evaluate), ``""`` when there is none.
+    """
 
     grade_id: str
     points: float
     source: str
     functions: frozenset[str]
+    jail_source: str = ""
+    checks: tuple[VisibleCheck, ...] = ()
+    problem: str = ""
 
 
 @dataclass(frozen=True)
@@ -206,6 +224,107 @@ def parse_hidden_call(text: str, *, where: str = "hidden test") -> tuple[str, st
     return check, function_name, options
 
 
+CHECK_PREFIX = "pgcheck.check_"
+_SPLIT_RULE = (
+    "a visible test cell may use pgcheck only as `name = pgcheck.check_<check>(function, "
+    "option=literal, ...)`, `pgcheck.check_<check>(...)` or `assert name.passed, name.message`"
+)
+
+
+def _visible_check(call: ast.Call) -> VisibleCheck | str:
+    """The check call ``pgcheck.check_<check>(<function name>, **literals)``, or why not."""
+    name = _dotted(call.func)
+    check = name[len(CHECK_PREFIX) :] if name.startswith(CHECK_PREFIX) else ""
+    if not check.isidentifier():
+        return f"calls {name or 'something'}, which is not a pgcheck check"
+    if len(call.args) != 1 or not isinstance(call.args[0], ast.Name):
+        return f"{name}(...) must get one function name as its only positional argument"
+    options: dict[str, Any] = {}
+    for kw in call.keywords:
+        if kw.arg is None:
+            return f"{name}(...) may not use **kwargs: write the options"
+        try:
+            options[kw.arg] = ast.literal_eval(kw.value)
+        except ValueError:
+            return f"{name}(...): the option {kw.arg}= must be a Python literal"
+    try:
+        if ast.literal_eval(repr(options)) != options:
+            raise ValueError
+    except (ValueError, SyntaxError):
+        return f"{name}(...): the options must round-trip as literals"
+    return VisibleCheck(check, call.args[0].id, options)
+
+
+def _pgcheck_call(node: ast.AST | None) -> ast.Call | None:
+    """``node`` when it is a call of something under ``pgcheck.``, else None."""
+    if isinstance(node, ast.Call) and _dotted(node.func).startswith("pgcheck."):
+        return node
+    return None
+
+
+def split_visible(source: str) -> tuple[str, tuple[VisibleCheck, ...], str]:
+    """Split a visible test cell into (jail source, grader checks, problem).
+
+    Statement by statement, in order: ``r = pgcheck.check_<c>(f, **literals)`` and a bare
+    ``pgcheck.check_<c>(...)`` become grader checks (``r`` is then a report name);
+    ``assert r.passed[, message]`` on a report name (its message using only report names)
+    and ``assert pgcheck.check_<c>(...).passed`` are covered by those checks; every other
+    statement stays in the jail source, unless it uses ``pgcheck`` or a report name, which
+    is a problem (the cell then fails with that plain reason).
+    """
+    try:
+        tree = ast.parse(to_python(source))
+    except SyntaxError:
+        return to_python(source), (), ""  # the jail reports the SyntaxError
+    checks: list[VisibleCheck] = []
+    reports: set[str] = set()
+    kept: list[ast.stmt] = []
+    problems: list[str] = []
+
+    def add(call: ast.Call, line: int) -> None:
+        found = _visible_check(call)
+        if isinstance(found, str):
+            problems.append(f"line {line}: {found}")
+        else:
+            checks.append(found)
+
+    for node in tree.body:
+        if (
+            isinstance(node, ast.Assign)
+            and len(node.targets) == 1
+            and isinstance(node.targets[0], ast.Name)
+            and (call := _pgcheck_call(node.value)) is not None
+        ):
+            add(call, node.lineno)
+            reports.add(node.targets[0].id)
+            continue
+        if isinstance(node, ast.Expr) and (call := _pgcheck_call(node.value)) is not None:
+            add(call, node.lineno)
+            continue
+        if (
+            isinstance(node, ast.Assert)
+            and isinstance(node.test, ast.Attribute)
+            and node.test.attr == "passed"
+        ):
+            target = node.test.value
+            message_names = {
+                n.id for n in ast.walk(node.msg) if isinstance(n, ast.Name)
+            } if node.msg is not None else set()  # fmt: skip
+            if message_names <= reports:
+                if isinstance(target, ast.Name) and target.id in reports:
+                    continue
+                if (call := _pgcheck_call(target)) is not None and not message_names:
+                    add(call, node.lineno)
+                    continue
+        used = {n.id for n in ast.walk(node) if isinstance(n, ast.Name)}
+        if "pgcheck" in used or used & reports:
+            problems.append(f"line {node.lineno}: {_SPLIT_RULE}")
+            continue
+        kept.append(node)
+    jail = ast.unparse(ast.Module(body=kept, type_ignores=[])) if kept else ""
+    return jail, tuple(checks), "; ".join(problems)
+
+
 def replayable_statements(source: str) -> tuple[str, ...]:
     """The top-level statements of an ordinary source cell that set up names, cheaply.
 
@@ -295,9 +414,13 @@ def parse_source(path: str | Path) -> NotebookSpec:
             }
         except SyntaxError:
             names = set()
+        jail, checks, problem = split_visible(source)
         spec.visible.append(
-            VisibleTest(grade_id, points, to_python(source), frozenset(names & hidden_functions))
-        )
+            VisibleTest(
+                grade_id, points, to_python(source), frozenset(names & hidden_functions),
+                jail, checks, problem,
+            )
+        )  # fmt: skip
     return spec
 
 
