@@ -120,6 +120,9 @@ def bwrap_argv(config: JailConfig, notebook_fd: int | None, notebook_name: str) 
         "--hostname",
         "jail",
     ]
+    # /tmp first: a private tmpfs, under which the read-only trees below may live (a clone or a
+    # venv under /tmp is bound on top of it, not hidden by it)
+    argv += ["--tmpfs", "/tmp"]
     made: set[str] = set()
     for path in _ro_paths(config.python):
         for parent in reversed(Path(path).parents[:-1]):  # readable for the jail's uid
@@ -129,7 +132,7 @@ def bwrap_argv(config: JailConfig, notebook_fd: int | None, notebook_name: str) 
         argv += ["--ro-bind", path, path]
     for path in _hidden_paths():
         argv += ["--tmpfs", path]
-    argv += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
+    argv += ["--proc", "/proc", "--dev", "/dev"]
     argv += ["--perms", "0755", "--dir", str(Path(JAIL_CHILD).parent)]
     argv += ["--ro-bind", str(CHILD_SCRIPT), JAIL_CHILD]
     argv += ["--size", str(config.limits.tmpfs_bytes), "--perms", "0777", "--tmpfs", JAIL_WORK]
