@@ -200,19 +200,21 @@ def test_solution_validates_with_full_marks(pipeline: dict[str, Any]) -> None:
     """
     from nbgrader.preprocessors import CheckCellMetadata
     from nbgrader.validator import Validator
-    from traitlets.config import Config
+
+    def validator() -> Validator:
+        checker = Validator()
+        checker.preprocessors = [CheckCellMetadata]  # not configurable: set on the instance
+        return checker
 
     course, assignment = pipeline["course"], pipeline["assignment"]
-    config = Config()
-    config.Validator.preprocessors = [CheckCellMetadata]
     for source in assignment_notebooks(course / "solutions" / assignment.name):
         executed = course / "course" / "autograded" / "solution" / assignment.name / source.name
         assert executed.is_file(), pipeline["log"]["nbgrader_autograde"]
-        results = Validator(config=config).validate(str(executed))
+        results = validator().validate(str(executed))
         assert results == {}, f"{source.name}: {json.dumps(results)[:3000]}"
         # the same check on the sign-flipped submission finds its failing test cells
         flipped = executed.parents[2] / "sign_error" / assignment.name / source.name
-        assert Validator(config=config).validate(str(flipped)).get("failed"), flipped
+        assert validator().validate(str(flipped)).get("failed"), flipped
 
 
 def _answer_dependent(source_nb: Any, nb: Any) -> set[int]:
