@@ -415,6 +415,11 @@ def _child_main(work: Callable[[], dict[str, Any]], write_fd: int, cpu_limit: fl
             resource.setrlimit(resource.RLIMIT_CPU, (soft, soft + 1))
         # In the disposable child, count calls of the dtype setter (see _global_state).
         torch.set_default_dtype = _count_dtype_calls(torch.set_default_dtype)
+        # Move the global RNGs on from wherever they are: right after e.g. torch.manual_seed(0)
+        # a learner's own manual_seed(0) would leave the state unchanged and go unnoticed.
+        torch.rand(1)
+        np.random.random()
+        random.random()
         with quiet():
             try:
                 result = work()
