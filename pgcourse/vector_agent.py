@@ -10,10 +10,11 @@ from pgcourse.training_log import TrainingLog
 
 # from solutions/09_actor_critic/09_actor_critic.ipynb (cell nb09-22)
 class MLP:
-    """A scalar-output net f(x) = w2 . tanh(W1 x + b1) + b2 in numpy, its gradient, and Adam.
+    """A net f(x) = W2^T tanh(W1 x + b1) + b2 with K outputs in numpy, its gradient, and Adam.
 
-    Backprop by hand, for a batch x [B, n] with output gradient g_i = dL/df(x_i):
-    h = tanh(W1 x + b1), dL/dw2 = h^T g, dL/db2 = sum_i g_i, z = (g w2^T) * (1 - h^2),
+    K = 1 (the default) gives a scalar output per row: W2 is then a vector w2 [hidden].
+    Backprop by hand, for a batch x [B, n] with output gradient G = dL/df(x) [B, K] ([B] for
+    K = 1): h = tanh(W1 x + b1), dL/dW2 = h^T G, dL/db2 = sum_i G_i, z = (G W2^T) * (1 - h^2),
     dL/dW1 = z^T x, dL/db1 = sum_i z_i. Adam: m <- b1 m + (1 - b1) G, v <- b2 v + (1 - b2) G^2,
     p <- p - lr * (m / (1 - b1^k)) / (sqrt(v / (1 - b2^k)) + eps) at step k.
 
@@ -23,9 +24,16 @@ class MLP:
     """
 
     def __init__(
-        self, n_in: int, hidden: int, rng: np.random.Generator, lr: float, dtype: type = np.float32
+        self,
+        n_in: int,
+        hidden: int,
+        rng: np.random.Generator,
+        lr: float,
+        n_out: int = 1,
+        dtype: type = np.float32,
     ) -> None:
-        shapes = [(hidden, n_in), (hidden,), (hidden,), (1,)]
+        out = (hidden,) if n_out == 1 else (hidden, n_out)
+        shapes = [(hidden, n_in), (hidden,), out, (n_out,)]
         size = sum(int(np.prod(shape)) for shape in shapes)
         self.theta, self.grad = np.zeros(size, dtype), np.zeros(size, dtype)
         self.params, self.grads, start = [], [], 0
@@ -37,21 +45,22 @@ class MLP:
         k1, k2 = 1 / np.sqrt(n_in), 1 / np.sqrt(hidden)  # torch.nn.Linear's default init
         self.params[0][:] = rng.uniform(-k1, k1, (hidden, n_in))
         self.params[1][:] = rng.uniform(-k1, k1, hidden)
-        self.params[2][:] = rng.uniform(-k2, k2, hidden)
+        self.params[2][:] = rng.uniform(-k2, k2, out)
         self.m, self.v = np.zeros_like(self.theta), np.zeros_like(self.theta)
         self.lr, self.k = lr, 0
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
-        """f(x) for x [..., n]; remembers x and h for the next ``step``."""
-        W1, b1, w2, b2 = self.params
+        """f(x) [..., K] (or [...] for K = 1) for x [..., n]; remembers x and h for ``step``."""
+        W1, b1, W2, b2 = self.params
         self.x, self.h = x, np.tanh(x @ W1.T + b1)
-        return self.h @ w2 + b2[0]
+        return self.h @ W2 + b2
 
     def gradients(self, g: np.ndarray) -> list[np.ndarray]:
-        """dL/dparams of the last call (x [B, n]), given g = dL/df(x) [B] (views of ``grad``)."""
-        dW1, db1, dw2, db2 = self.grads
-        z = np.outer(g, self.params[2]) * (1 - self.h**2)
-        dW1[:], db1[:], dw2[:], db2[0] = z.T @ self.x, z.sum(0), self.h.T @ g, g.sum()
+        """dL/dparams of the last call (x [B, n]), given G = dL/df(x) (views of ``grad``)."""
+        dW1, db1, dW2, db2 = self.grads
+        W2 = self.params[2]
+        z = (np.outer(g, W2) if g.ndim == 1 else g @ W2.T) * (1 - self.h**2)
+        dW1[:], db1[:], dW2[:], db2[:] = z.T @ self.x, z.sum(0), self.h.T @ g, g.sum(0)
         return self.grads
 
     def step(self, g: np.ndarray, beta1: float = 0.9, beta2: float = 0.999) -> None:

@@ -24,6 +24,7 @@ from scipy import stats
 
 import pgcourse
 from pgcourse import (
+    MLP,
     TrainingLog,
     collect_batch,
     collect_episode,
@@ -31,12 +32,17 @@ from pgcourse import (
     log_probs_of,
     make_policy,
     mean_and_half_width,
+    n_step_targets,
     numpy_sampler,
     plot_band,
+    ppo_softmax_gradient,
+    sample_categorical,
     sample_index,
+    softmax,
     step_weights,
     t_quantile,
     torch_sampler,
+    train_categorical_ac,
 )
 
 matplotlib.use("Agg")
@@ -317,3 +323,131 @@ def test_collect_batch_counts_the_batch_in_steps() -> None:
     assert batch["mask"].sum().item() == 8 and batch["observations"].shape == (3, 4, 2)
     batch = collect_batch(Countdown([3, 1, 4]), first_action, 2, np.random.default_rng(0), 2)
     assert batch["lengths"].tolist() == [3, 1]  # already enough steps: n_episodes episodes
+
+
+# ---------------------------------------------------------------- n-step targets (notebook 09)
+
+
+def _n_step_by_episode_end(
+    rewards: np.ndarray,
+    next_values: np.ndarray,
+    terminated: np.ndarray,
+    dones: np.ndarray,
+    gamma: float,
+    n: int,
+) -> np.ndarray:
+    """The same targets another way: find the stop step j first, then one dot product."""
+    T, N = rewards.shape
+    y = np.zeros((T, N))
+    for i in range(N):
+        ends = [j for j in range(T) if dones[j, i]] + [T - 1]
+        for t in range(T):
+            j = min(t + n - 1, next(e for e in ends if e >= t))
+            powers = gamma ** np.arange(j - t + 2)
+            bootstrap = (1 - terminated[j, i]) * next_values[j, i]
+            y[t, i] = powers[:-1] @ rewards[t : j + 1, i] + powers[-1] * bootstrap
+    return y
+
+
+def test_n_step_targets_by_hand() -> None:
+    rewards = np.array([[1.0], [2.0], [3.0], [4.0]])
+    next_values = np.array([[10.0], [20.0], [30.0], [40.0]])
+    terminated = np.array([[0.0], [1.0], [0.0], [0.0]])  # the first episode terminates at t = 1
+    y = n_step_targets(rewards, next_values, terminated, terminated, 0.5, 2)
+    # y0 = 1 + 0.5 * 2 (no bootstrap after the termination); y1 = 2;
+    # y2 = 3 + 0.5 * 4 + 0.25 * V(s_4); y3 = 4 + 0.5 * V(s_4) (the rollout ends)
+    assert y[:, 0].tolist() == [2.0, 2.0, 15.0, 24.0]
+    truncated = n_step_targets(rewards, next_values, np.zeros((4, 1)), terminated, 0.5, 2)
+    assert truncated[:, 0].tolist() == [7.0, 12.0, 15.0, 24.0]  # bootstrap from V(s_2) = 20
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_n_step_targets_match_a_loop_over_episode_ends(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    T, N, gamma = 15, 7, 0.9
+    rewards, next_values = rng.normal(size=(T, N)), rng.normal(size=(T, N))
+    terminated = (rng.random((T, N)) < 0.15).astype(float)
+    dones = np.maximum(terminated, rng.random((T, N)) < 0.15)  # truncations too
+    assert 0 < terminated.sum() < dones.sum()
+    for n in (1, 2, 3, 7, T, T + 5):
+        got = n_step_targets(rewards, next_values, terminated, dones, gamma, n)
+        want = _n_step_by_episode_end(rewards, next_values, terminated, dones, gamma, n)
+        np.testing.assert_allclose(got, want, rtol=0, atol=1e-12)
+    td = rewards + gamma * (1 - terminated) * next_values  # n = 1: the TD target
+    y1 = n_step_targets(rewards, next_values, terminated, dones, gamma, 1)
+    np.testing.assert_allclose(y1, td, rtol=0, atol=1e-15)
+
+
+# ---------------------------------------------------------------- the softmax agent (notebook 09)
+
+
+def test_k_logit_mlp_and_ppo_softmax_gradient_match_autograd() -> None:
+    rng = np.random.default_rng(0)
+    net = MLP(5, 7, rng, lr=1e-2, n_out=4, dtype=np.float64)
+    x, actions = rng.normal(size=(40, 5)), rng.integers(4, size=40)
+    pi_old, adv = rng.uniform(0.05, 0.5, 40), rng.normal(size=40)
+    probs = softmax(net(x))
+    assert probs.shape == (40, 4) and np.allclose(probs.sum(1), 1)
+    by_hand = net.gradients(ppo_softmax_gradient(probs, actions, pi_old, adv, 0.2))
+    params = [torch.tensor(p, requires_grad=True) for p in net.params]
+    logits = torch.tanh(torch.tensor(x) @ params[0].T + params[1]) @ params[2] + params[3]
+    ratio = torch.softmax(logits, -1)[torch.arange(40), torch.tensor(actions)] / torch.tensor(
+        pi_old
+    )
+    A = torch.tensor(adv)
+    loss = -torch.minimum(ratio * A, ratio.clamp(0.8, 1.2) * A).mean()
+    clipped = int(((ratio > 1.2) & (A > 0) | (ratio < 0.8) & (A < 0)).sum())
+    assert 0 < clipped < 40  # both kinds of samples are in the batch
+    for g, t in zip(by_hand, torch.autograd.grad(loss, params), strict=True):
+        np.testing.assert_allclose(g, t.numpy(), rtol=0, atol=1e-12)
+
+
+def test_sample_categorical_frequencies_match_the_probabilities() -> None:
+    rng = np.random.default_rng(0)
+    p = np.array([0.1, 0.0, 0.6, 0.3])
+    n = 40_000
+    counts = np.bincount(sample_categorical(np.tile(p, (n, 1)), rng), minlength=4)
+    assert counts[1] == 0
+    assert np.all(np.abs(counts / n - p) <= 4 * np.sqrt(p * (1 - p) / n) + 1e-12)
+
+
+@pytest.mark.parametrize(
+    ("env_id", "n_obs", "n_actions"), [("CartPole-v1", 4, 2), ("Acrobot-v1", 6, 3)]
+)
+def test_train_categorical_ac_runs_on_both_kinds_of_vector_env(
+    env_id: str, n_obs: int, n_actions: int
+) -> None:
+    """CartPole has a numpy vector_entry_point, Acrobot runs in the "sync" loop."""
+    log, policy, critic = train_categorical_ac(
+        env_id, seed=0, total_steps=4_000, n_envs=4, stop_when_solved=False
+    )
+    assert policy(np.zeros((3, n_obs))).shape == (3, n_actions)
+    assert critic(np.zeros((3, n_obs))).shape == (3,)
+    returns = np.array(log.returns)
+    assert len(returns) >= 4 and log.total_steps <= 4_000 + 4 * 32  # one rollout past
+    if env_id == "CartPole-v1":  # r_t = 1: a return is the episode's length
+        assert np.all((returns >= 1) & (returns <= 500))
+        assert returns.sum() <= log.total_steps  # plus the steps of the unfinished episodes
+    else:  # r_t = -1, and 0 on the terminating step
+        assert np.all((returns <= 0) & (returns >= -500))
+
+
+def test_mlp_adam_step_on_its_flat_vector_equals_torch_adam() -> None:
+    """Three Adam steps of MLP (parameters as views of one flat vector) == torch.optim.Adam."""
+    rng = np.random.default_rng(1)
+    for n_out in (1, 3):
+        net = MLP(4, 6, rng, lr=0.05, n_out=n_out, dtype=np.float64)
+        params = [torch.tensor(p.copy(), requires_grad=True) for p in net.params]
+        opt = torch.optim.Adam(params, lr=0.05, eps=1e-8)
+        for _ in range(3):
+            x = rng.normal(size=(16, 4))
+            y = rng.normal(size=(16,) if n_out == 1 else (16, n_out))
+            net.step(2 * (net(x) - y) / len(x))  # dL/df of L = sum_i |f(x_i) - y_i|^2 / B
+            out = torch.tanh(torch.tensor(x) @ params[0].T + params[1]) @ params[2] + params[3]
+            loss = ((out - torch.tensor(y)) ** 2).sum() / len(x)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        for mine, theirs in zip(net.params, params, strict=True):
+            np.testing.assert_allclose(mine, theirs.detach().numpy(), rtol=0, atol=1e-12)
+        assert all(np.shares_memory(p, net.theta) for p in net.params)

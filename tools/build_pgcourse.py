@@ -53,8 +53,8 @@ HEADERS: dict[str, tuple[str, str]] = {
         "from pgcourse.policies import Sampler\n",
     ),
     "returns": (
-        "The weight of each log pi(a_t|s_t) in a pseudo-loss: reward-to-go or the full return.",
-        "import torch\n\nfrom pgcheck.problems import discounted_cumsum\n",
+        "Weights of log pi(a_t|s_t) (reward-to-go or the full return), and n-step critic targets.",
+        "import numpy as np\nimport torch\n\nfrom pgcheck.problems import discounted_cumsum\n",
     ),
     "training_log": (
         "The training log: episode returns, env steps, CPU time, and when the task was solved.",
@@ -71,6 +71,12 @@ HEADERS: dict[str, tuple[str, str]] = {
         "The course's fastest CartPole agent: PPO with GAE(lambda) on a numpy-vectorised env.",
         "import gymnasium as gym\nimport numpy as np\n\n"
         "from pgcourse.training_log import TrainingLog\n",
+    ),
+    "categorical_agent": (
+        "PPO with GAE(lambda) and a softmax policy for any number of actions (Acrobot-v1).",
+        "import gymnasium as gym\nimport numpy as np\n\n"
+        "from pgcourse.training_log import TrainingLog\n"
+        "from pgcourse.vector_agent import MLP, gae_numpy\n",
     ),
     "continuous": (
         "Continuous actions: the moving particle, a linear Gaussian policy, Gaussian REINFORCE.",
