@@ -8,7 +8,7 @@ measures exactly what the learner runs.
 * 05: the same with reward-to-go G_t;
 * 06: reward-to-go minus a learned value baseline, normalised advantages (the course's agent);
 * 09: PPO with GAE(λ) on the numpy-vectorised CartPole (``pgcourse.vector_agent``, saved from
-  notebook 09): 16 envs stepped in one call, one batched sample per step, the update in numpy
+  notebook 09): 32 envs stepped in one call, one batched sample per step, the update in numpy
   with the gradient by hand (checked against autograd in the notebook);
 * peers, when ``stable-baselines3`` is installed (the optional ``bench`` extra): SB3 PPO with
   the RL Zoo's CartPole-v1 settings, and SB3 A2C with the Zoo's settings (8 envs, defaults);
