@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One entry point for the course.
 #   bash run.sh lab    set everything up (once) and open the course in JupyterLab
-#   bash run.sh test   set everything up (once) and run the whole test suite
+#   bash run.sh test   set everything up (once) and run the whole test suite (all cores)
 #   bash run.sh setup  only set up (create .venv/ and install the course)
 # The environment lives in .venv/ at the repository root; setting up is skipped when it is
 # already up to date, so every command can be run again at any time.
@@ -124,7 +124,11 @@ case "${1:-lab}" in
   test)
     setup
     ensure_chromium
-    exec .venv/bin/python -m pytest "${@:2}"
+    if [ $# -le 1 ]; then
+      # no arguments: the whole suite on every core (each assignment's pipeline on one worker)
+      exec .venv/bin/python -m pytest -q -n auto --dist loadgroup
+    fi
+    exec .venv/bin/python -m pytest "${@:2}"  # arguments given: exactly what was asked
     ;;
   setup)
     setup
