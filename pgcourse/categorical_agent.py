@@ -5,8 +5,9 @@
 import gymnasium as gym
 import numpy as np
 
+from pgcourse.sampling import sample_categorical
 from pgcourse.training_log import TrainingLog
-from pgcourse.vector_agent import MLP, gae_numpy
+from pgcourse.vector_agent import MLP, gae_batch, record_ended
 
 
 # from solutions/09_actor_critic/09_actor_critic.ipynb (cell nb09-27b)
@@ -14,15 +15,6 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     """pi(.|s) = exp(l - max l) / sum_a exp(l_a - max l), along the last axis."""
     e = np.exp(logits - logits.max(-1, keepdims=True))
     return e / e.sum(-1, keepdims=True)
-
-
-def sample_categorical(probs: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """One action per row of probs [N, K], one uniform u each: the first a with c_a > u.
-
-    c_a = pi(0|s) + ... + pi(a|s) is the CDF (inverse-CDF sampling, as ``sample_index``).
-    """
-    u = rng.random(len(probs))
-    return (u[:, None] >= np.cumsum(probs, 1)[:, :-1]).sum(1)
 
 
 def ppo_softmax_gradient(
@@ -91,20 +83,13 @@ def train_categorical_ac(
             valid_buf[t], term_buf[t], done_buf[t], obs_buf[t + 1] = valid, terminated, done, obs
             episode_return += reward * valid
             steps += int(valid.sum())
-            if done.any():  # the first finished episode carries the steps since the last one
-                ended = episode_return[done]
-                log.record(ended, [steps - log.total_steps] + [0] * (len(ended) - 1))
-                episode_return[done] = 0.0
+            record_ended(log, done, episode_return, steps)
             valid = 1.0 - done
         # ---- update: one critic pass, GAE, then PPO epochs over the valid transitions
-        values = critic(obs_buf)
-        adv = gae_numpy(rew_buf, values[:-1], values[1:], term_buf, done_buf, gamma, lam)
-        keep = valid_buf.reshape(-1) > 0
-        X = obs_buf[:-1].reshape(-1, n_obs)[keep]
+        keep, X, targets, adv = gae_batch(
+            critic, obs_buf, rew_buf, term_buf, done_buf, valid_buf, gamma, lam
+        )
         actions, pi_old = act_buf.reshape(-1)[keep], pi_buf.reshape(-1)[keep]
-        targets = (adv + values[:-1]).reshape(-1)[keep]  # lambda-returns for the critic
-        adv = adv.reshape(-1)[keep]
-        adv = (adv - adv.mean()) / (adv.std() + 1e-8)
         for _ in range(epochs):
             for idx in np.array_split(rng.permutation(len(X)), minibatches):
                 probs = softmax(policy(X[idx]))

@@ -46,3 +46,14 @@ def torch_sampler(policy: nn.Module) -> Sampler:
         return sample_index(probs.numpy(), rng)
 
     return sample
+
+
+# from solutions/09_actor_critic/09_actor_critic.ipynb (cell nb09-11d2)
+def sample_categorical(probs: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """One action per row of probs [N, K], one uniform u each: the first a with c_a > u.
+
+    c_a = pi(0|s) + ... + pi(a|s) is the CDF (inverse-CDF sampling, as ``sample_index``, for N
+    rows at once).
+    """
+    u = rng.random(len(probs))
+    return (u[:, None] >= np.cumsum(probs, 1)[:, :-1]).sum(1)

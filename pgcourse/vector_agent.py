@@ -114,6 +114,46 @@ def ppo_logit_gradient(
     return -advantages * rho * ~clipped * (actions - p1) / len(p1)
 
 
+def record_ended(
+    log: TrainingLog, done: np.ndarray, episode_return: np.ndarray, steps: int
+) -> None:
+    """Log the episodes that ended at this call of the vector env and restart their returns.
+
+    The first ended episode carries the steps since the last record, the others 0, so that
+    ``log.steps`` counts every transition up to each episode's end.
+    """
+    if done.any():
+        ended = episode_return[done]
+        log.record(ended, [steps - log.total_steps] + [0] * (len(ended) - 1))
+        episode_return[done] = 0.0
+
+
+def gae_batch(
+    critic: MLP,
+    observations: np.ndarray,
+    rewards: np.ndarray,
+    terminated: np.ndarray,
+    dones: np.ndarray,
+    valid: np.ndarray,
+    gamma: float,
+    lam: float,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The valid transitions of a rollout [T, N], flattened: (keep, X, targets, advantages).
+
+    One critic pass over the T + 1 observations gives V(s_t) and V(s_{t+1}); A_t is GAE(lambda)
+    (``gae_numpy``); the critic's targets are the lambda-returns A_t + V(s_t); the advantages
+    are standardised over the batch, (A - mean A) / (std A + 1e-8). ``keep`` selects the valid
+    entries of any [T, N] buffer flattened the same way.
+    """
+    values = critic(observations)
+    adv = gae_numpy(rewards, values[:-1], values[1:], terminated, dones, gamma, lam)
+    keep = valid.reshape(-1) > 0
+    X = observations[:-1].reshape(-1, observations.shape[-1])[keep]
+    targets = (adv + values[:-1]).reshape(-1)[keep]
+    adv = adv.reshape(-1)[keep]
+    return keep, X, targets, (adv - adv.mean()) / (adv.std() + 1e-8)
+
+
 def train_vector_ac(
     seed: int = 0,
     total_steps: int = 100_000,
@@ -169,21 +209,14 @@ def train_vector_ac(
             term_buf[t] = terminated if bootstrap_truncation else done
             episode_return += reward * valid
             steps += int(valid.sum())
-            if done.any():  # the first finished episode carries the steps since the last one
-                ended = episode_return[done]
-                log.record(ended, [steps - log.total_steps] + [0] * (len(ended) - 1))
-                episode_return[done] = 0.0
+            record_ended(log, done, episode_return, steps)
             valid = (~done).astype(np.float32)
         # ---- update: one critic pass, GAE, then PPO epochs over the valid transitions
-        values = critic(obs_buf)
-        adv = gae_numpy(rew_buf, values[:-1], values[1:], term_buf, done_buf, gamma, lam)
-        keep = valid_buf.reshape(-1) > 0
-        X = obs_buf[:-1].reshape(-1, 4)[keep]
+        keep, X, targets, adv = gae_batch(
+            critic, obs_buf, rew_buf, term_buf, done_buf, valid_buf, gamma, lam
+        )
         actions, p1_old = act_buf.reshape(-1)[keep], p1_buf.reshape(-1)[keep]
         pi_old = np.where(actions > 0, p1_old, 1 - p1_old)
-        targets = (adv + values[:-1]).reshape(-1)[keep]  # lambda-returns for the critic
-        adv = adv.reshape(-1)[keep]
-        adv = (adv - adv.mean()) / (adv.std() + 1e-8)
         for _ in range(epochs):
             for idx in np.array_split(rng.permutation(len(X)), minibatches):
                 p1 = 1.0 / (1.0 + np.exp(-policy(X[idx])))

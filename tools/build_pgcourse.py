@@ -75,8 +75,9 @@ HEADERS: dict[str, tuple[str, str]] = {
     "categorical_agent": (
         "PPO with GAE(lambda) and a softmax policy for any number of actions (Acrobot-v1).",
         "import gymnasium as gym\nimport numpy as np\n\n"
+        "from pgcourse.sampling import sample_categorical\n"
         "from pgcourse.training_log import TrainingLog\n"
-        "from pgcourse.vector_agent import MLP, gae_numpy\n",
+        "from pgcourse.vector_agent import MLP, gae_batch, record_ended\n",
     ),
     "continuous": (
         "Continuous actions: the moving particle, a linear Gaussian policy, Gaussian REINFORCE.",
