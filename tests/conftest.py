@@ -20,6 +20,17 @@ settings.register_profile("ci", max_examples=25, deadline=None, derandomize=True
 settings.load_profile("ci")
 
 
+@pytest.fixture(autouse=True)
+def _torch_globals_restored():
+    """Every test starts with the session's torch threads and default dtype, whatever the
+    previous test on this worker set (a test of pgcheck's own state handling sets threads to 2
+    on purpose; left set, it changed the last bits of later in-process computations)."""
+    threads, dtype = torch.get_num_threads(), torch.get_default_dtype()
+    yield
+    torch.set_num_threads(threads)
+    torch.set_default_dtype(dtype)
+
+
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "slow: takes more than a few seconds (run by .ci/run)")
     # pytest-xdist registers it only when its plugin is active (not with -p no:xdist)
