@@ -432,7 +432,7 @@ def _judge_hidden_once(g: _Grading, test: Any, fresh: list[Any]) -> tuple[bool, 
                 pass  # measure reports it
         token = CALLER.set(RemoteLoss(session, test.function_name))
     try:
-        with quiet(), guarded_state(), single_thread():
+        with quiet(), guarded_state(), single_thread(), session.budget(g.options.timeout):
             measurement = check.measure(fn, **options)
             report = check.judge(measurement, **options)
     except Exception as exc:  # noqa: BLE001 - a failure in the exchange is a failed test

@@ -21,10 +21,11 @@ kills the jail (the parent got exactly the calls it asked for, or nothing).
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -189,7 +190,12 @@ def decode(obj: Any, handles: Handles | None = None, depth: int = 0) -> Any:
 
 # --------------------------------------------------------------------------- session
 class Session:
-    """A jail whose child has run the answer cells and now answers calls."""
+    """A jail whose child has run the answer cells and now answers calls.
+
+    ``deadline`` (a :func:`time.monotonic` time, set by :meth:`budget`) caps every request:
+    the calls one test makes share one time limit, as the grader's ``--timeout`` promises
+    ("seconds per test"), instead of each call getting it afresh.
+    """
 
     def __init__(self, jail: Jail, functions: dict[str, Any], call_timeout: float) -> None:
         self.jail = jail
@@ -197,6 +203,16 @@ class Session:
         self.call_timeout = call_timeout
         self.next_id = 0
         self.output = ""
+        self.deadline: float | None = None
+
+    @contextlib.contextmanager
+    def budget(self, seconds: float) -> Iterator[None]:
+        """Within this block, all requests together get at most ``seconds``."""
+        previous, self.deadline = self.deadline, time.monotonic() + seconds
+        try:
+            yield
+        finally:
+            self.deadline = previous
 
     def request(
         self, message: dict[str, Any], timeout: float, handles: Handles | None = None
@@ -208,7 +224,10 @@ class Session:
         """
         self.next_id += 1
         ident = self.next_id
-        deadline = time.monotonic() + max(timeout, 0.05)
+        if self.deadline is not None:  # what is left of the test's time limit
+            timeout = min(timeout, self.deadline - time.monotonic())
+        timeout = max(timeout, 0.05)
+        deadline = time.monotonic() + timeout
         try:
             self.jail.send(dict(message, id=ident, timeout=timeout))
             while True:
