@@ -224,10 +224,11 @@ class Session:
         """
         self.next_id += 1
         ident = self.next_id
+        now = time.monotonic()
         if self.deadline is not None:  # what is left of the test's time limit
-            timeout = min(timeout, self.deadline - time.monotonic())
+            timeout = min(timeout, self.deadline - now)
         timeout = max(timeout, 0.05)
-        deadline = time.monotonic() + timeout
+        deadline = now + timeout
         try:
             self.jail.send(dict(message, id=ident, timeout=timeout))
             while True:
