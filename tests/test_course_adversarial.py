@@ -615,7 +615,7 @@ def test_without_bwrap_the_grader_refuses_and_says_how_to_fix_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from pgcheck.grading import jail
-    from pgcheck.grading.grader import grade_notebook
+    from pgcheck.grading.pool import grade_notebook
 
     monkeypatch.setattr(jail, "_PROBE", {})
     monkeypatch.setattr(jail.shutil, "which", lambda name: None)
@@ -632,7 +632,7 @@ def pseudo_loss_graded(tmp_path_factory: pytest.TempPathFactory) -> dict[str, An
     """03_pseudo_loss: the answer key imported; and a lie that only knows public instances."""
     import nbformat
 
-    from pgcheck.grading.grader import grade_notebook
+    from pgcheck.grading.pool import grade_notebook
 
     source = REPO / "solutions" / "03_pseudo_loss" / "03_pseudo_loss.ipynb"
     nb = read(source)
@@ -699,7 +699,7 @@ def lookup_graded(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     log π, and the pseudo-loss exercise left unanswered (cheap)."""
     import nbformat
 
-    from pgcheck.grading.grader import grade_notebook
+    from pgcheck.grading.pool import grade_notebook
 
     source = REPO / "solutions" / "02_trajectory_probability" / "02_trajectory_probability.ipynb"
     nb = read(source)

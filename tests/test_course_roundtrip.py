@@ -1,7 +1,8 @@
 """The course pipeline, for every assignment in solutions/ (and the fixture assignment).
 
 release (nbgrader generate_assignment) == committed student notebooks; the solution validates
-with full marks; the untouched student notebook fails only in answer-dependent cells and
+with full marks and runs top to bottom with no error and no stderr (every claim's assert
+holds); the untouched student notebook fails only in answer-dependent cells and
 scores zero; nbgrader autograde and the trusted grader give the solution full marks and a
 sign error partial marks, and agree cell by cell; feedback HTML hides the hidden tests;
 ``nbgrader export`` reports the trusted grades.
@@ -47,6 +48,8 @@ from course_tools import (  # noqa: E402
 from pgcheck.grading.spec import assignment_notebooks, parse_source  # noqa: E402
 
 ASSIGNMENTS = assignments()
+#: nbgrader autograde's executed notebooks, copied before the trusted grader runs
+EXECUTED = "nbgrader_executed"
 # each assignment's tests run on one xdist worker (--dist loadgroup), so no worker waits on
 # another's pipeline lock; the pipelines are the suite's slowest tests
 PARAMS = [
@@ -92,8 +95,13 @@ def _pipeline(assignment: Assignment, root: Path, tmp_path_factory: Any) -> dict
     result = nbgrader(["autograde", name], course)
     log["nbgrader_autograde"] = result.returncode, result.stderr[-4000:]
     nbgrader_scores = gradebook_scores(course, name)
+    # the trusted grader writes its own (unexecuted) notebooks into autograded/ for the
+    # feedback: keep nbgrader's executions, which the notebook tests below read
+    shutil.copytree(course / "course" / "autograded", course / EXECUTED)
     preload = [arg for p in assignment.preload for arg in ("--preload", str(p))]
-    result = pgrade(["autograde", name, "--skip-nbgrader", *preload], course)
+    # one process grades the three submissions (the worker pool is exercised by the
+    # adversarial run, which grades every attack with --jobs 2)
+    result = pgrade(["autograde", name, "--jobs", "1", *preload], course)
     log["trusted_autograde"] = result.returncode, result.stdout[-4000:], result.stderr[-4000:]
     trusted_scores = gradebook_scores(course, name)
     result = nbgrader(["generate_feedback", name], course)
@@ -208,13 +216,34 @@ def test_solution_validates_with_full_marks(pipeline: dict[str, Any]) -> None:
 
     course, assignment = pipeline["course"], pipeline["assignment"]
     for source in assignment_notebooks(course / "solutions" / assignment.name):
-        executed = course / "course" / "autograded" / "solution" / assignment.name / source.name
+        executed = course / EXECUTED / "solution" / assignment.name / source.name
         assert executed.is_file(), pipeline["log"]["nbgrader_autograde"]
         results = validator().validate(str(executed))
         assert results == {}, f"{source.name}: {json.dumps(results)[:3000]}"
         # the same check on the sign-flipped submission finds its failing test cells
         flipped = executed.parents[2] / "sign_error" / assignment.name / source.name
         assert validator().validate(str(flipped)).get("failed"), flipped
+
+
+def test_solution_runs_top_to_bottom_without_an_error_or_stderr(pipeline: dict[str, Any]) -> None:
+    """Every cell of the solution, as nbgrader autograde executed it: the asserts that back
+    the notebook's claims (measured ratios, learning curves, numerical checks) all held, and
+    nothing was written to stderr (no warning a learner would see)."""
+    course, assignment = pipeline["course"], pipeline["assignment"]
+    for source in assignment_notebooks(course / "solutions" / assignment.name):
+        executed = course / EXECUTED / "solution" / assignment.name / source.name
+        assert executed.is_file(), pipeline["log"]["nbgrader_autograde"]
+        nb = read(executed)
+        code = [c for c in nb.cells if c.cell_type == "code" and c.source.strip()]
+        assert code and all(c.get("execution_count") for c in code), f"{source.name}: not run"
+        bad = [
+            (index, output.get("ename") or output.get("text", "")[-300:])
+            for index, cell in enumerate(nb.cells)
+            for output in cell.get("outputs", [])
+            if output.get("output_type") == "error"
+            or (output.get("output_type") == "stream" and output.get("name") == "stderr")
+        ]
+        assert not bad, f"{source.name}: cells with an error or stderr output: {bad}"
 
 
 def _answer_dependent(source_nb: Any, nb: Any) -> set[int]:
@@ -264,7 +293,7 @@ def test_untouched_notebook_fails_only_in_answer_dependent_cells(pipeline: dict[
     """Executed by nbgrader autograde: errors only where an unanswered exercise is used."""
     course, assignment = pipeline["course"], pipeline["assignment"]
     for source in assignment_notebooks(course / "solutions" / assignment.name):
-        path = course / "course" / "autograded" / "untouched" / assignment.name / source.name
+        path = course / EXECUTED / "untouched" / assignment.name / source.name
         assert path.is_file(), pipeline["log"]["nbgrader_autograde"]
         nb = read(path)
         allowed = _answer_dependent(read(source), nb)

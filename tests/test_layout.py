@@ -84,3 +84,34 @@ def test_registry_is_the_built_in_list() -> None:
 def test_public_api_is_explicit() -> None:
     for name in pgcheck.__all__:
         assert hasattr(pgcheck, name), name
+
+
+def test_the_commands_that_compute_no_gradient_do_not_import_torch() -> None:
+    """``import pgcheck`` is lazy (a check imports its module on first use), and the grading
+    layer that only reads notebooks, writes grades or hands work to the worker processes
+    never imports torch: ``release``, ``nbgrader generate_feedback`` (which loads the
+    feedback preprocessor) and the trusted grader's main process start without it."""
+    import subprocess
+    import sys
+
+    light = [
+        "pgcheck",
+        "pgcheck.grading.cli",
+        "pgcheck.grading.feedback",
+        "pgcheck.grading.gradebook",
+        "pgcheck.grading.pool",
+        "pgcheck.grading.submission",
+    ]
+    code = (
+        f"import importlib, sys\nfor m in {light!r}: importlib.import_module(m)\n"
+        "print(sorted(m for m in sys.modules if m == 'torch' or m.startswith('torch.')))"
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=False, timeout=60
+    )
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == "[]", run.stdout[:500]
+    # ... and the lazy names are the real ones
+    assert pgcheck.check_pseudo_loss.__module__ == "pgcheck.checks.pseudo_loss"
+    assert pgcheck.REGISTRY is REGISTRY is pgcheck.checks.registry.REGISTRY
+    assert set(pgcheck.__all__) <= set(dir(pgcheck))

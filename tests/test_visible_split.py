@@ -15,8 +15,8 @@ import nbformat
 import pytest
 import torch
 
-from pgcheck.grading.grader import grade_notebook
 from pgcheck.grading.jail import probe_sandbox
+from pgcheck.grading.pool import grade_notebook
 from pgcheck.grading.spec import VisibleCheck, parse_source, split_visible
 
 torch.set_num_threads(1)

@@ -11,11 +11,14 @@ inside the notebook, so instructors grade with the trusted grader
 (``python -m pgcheck.grading autograde``), one module per step:
 
 * :mod:`~pgcheck.grading.spec`: the instructor's notebook -> hidden tests, setup, answer ids;
+* :mod:`~pgcheck.grading.submission`: a submitted notebook read as text (answers, helpers);
 * :mod:`~pgcheck.grading.jail`: the bubblewrap sandbox every execution of student code uses;
 * :mod:`~pgcheck.grading.child`: the only code in the jail; it runs the answer cells and
   *calls* the student's functions on plain inputs;
 * :mod:`~pgcheck.grading.protocol`: the grader's side of those calls (plain data only);
 * :mod:`~pgcheck.grading.grader`: fresh instances, checks, references and verdicts, here;
+* :mod:`~pgcheck.grading.pool`: many notebooks, on worker processes;
+* :mod:`~pgcheck.grading.records`: the plain records in and out (submissions, grades);
 * :mod:`~pgcheck.grading.gradebook`: nbgrader's gradebook, the CSV, sanitised text;
 * :mod:`~pgcheck.grading.feedback`: feedback notebooks, hidden tests hidden;
 * :mod:`~pgcheck.grading.cli`, :mod:`~pgcheck.grading.gradescope`: the commands.

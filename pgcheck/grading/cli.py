@@ -27,14 +27,9 @@ from typing import Any
 
 from pgcheck.grading.feedback import write_feedback_notebooks
 from pgcheck.grading.gradebook import plain_text, record_in_gradebook, summary_lines, write_csv
-from pgcheck.grading.grader import (
-    DEFAULT_CELL_TIMEOUT,
-    DEFAULT_TIMEOUT,
-    CellGrade,
-    Submission,
-    grade_submissions,
-)
 from pgcheck.grading.jail import SandboxUnavailable
+from pgcheck.grading.pool import worker_count
+from pgcheck.grading.records import DEFAULT_CELL_TIMEOUT, DEFAULT_TIMEOUT, CellGrade, Submission
 from pgcheck.grading.spec import GradingSpecError, assignment_notebooks, parse_source
 
 
@@ -114,6 +109,8 @@ def _say_unsandboxed() -> None:
 
 def _grade(items: list[tuple[Submission, Any]], args: argparse.Namespace) -> list[CellGrade] | None:
     """Run the trusted grader; None (after saying why and how to fix it) if it cannot start."""
+    from pgcheck.grading.pool import grade_submissions
+
     if args.no_sandbox:
         _say_unsandboxed()
     try:
@@ -203,7 +200,8 @@ def cmd_autograde(args: argparse.Namespace) -> int:
             path = submitted / student / name / spec.path.name
             items.append((Submission(student, name, path, submitted / student), spec))
     print(
-        f"trusted grader: {len(items)} notebook(s), {args.jobs or os.cpu_count()} worker(s)",
+        f"trusted grader: {len(items)} notebook(s), {worker_count(args.jobs, len(items))} "
+        "worker(s)",
         flush=True,
     )
     grades = _grade(items, args)
@@ -249,7 +247,7 @@ def build_parser() -> argparse.ArgumentParser:
             "--jobs",
             type=int,
             default=None,
-            help="isolated children run at once (default: number of CPUs)",
+            help="worker processes grading at once (default: CPUs, at most one per notebook)",
         )
         p.add_argument(
             "--timeout",

@@ -74,7 +74,7 @@ def write_feedback_notebooks(
     cells are hidden again by :class:`HideHiddenTests` when the feedback is generated.
     """
     from pgcheck.grading.gradebook import plain_text
-    from pgcheck.grading.grader import read_submission, student_cells
+    from pgcheck.grading.submission import read_submission, student_cells
 
     by_cell = {(g.student, g.assignment, g.notebook, g.grade_id): g for g in grades}
     written = []

@@ -25,72 +25,28 @@ running; the next test gets a fresh jail. Submissions never share a jail.
 from __future__ import annotations
 
 import ast
-import os
-import secrets
-from collections.abc import Iterable, Sequence
-from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import nbformat
-
-from pgcheck.grading.jail import Jail, JailConfig, JailDied, Limits, require_sandbox
+from pgcheck.grading.jail import Jail, JailConfig, JailDied
 from pgcheck.grading.protocol import RemoteLoss, Session, remote_functions, start_session
+from pgcheck.grading.records import (  # noqa: F401 - re-exported
+    DEFAULT_CELL_TIMEOUT,
+    DEFAULT_TIMEOUT,
+    CellGrade,
+    Options,
+    Submission,
+)
 from pgcheck.grading.spec import (
     HiddenTest,
     NotebookSpec,
     VisibleCheck,
-    nbgrader_meta,
-    parse_source,
-    to_python,
 )
+from pgcheck.grading.submission import defined_names, read_submission, student_cells
 
-DEFAULT_TIMEOUT = 60.0
-DEFAULT_CELL_TIMEOUT = 30.0
 #: seconds for the jail's interpreter to start (imports) before the first cell
 STARTUP_ALLOWANCE = 60.0
-#: largest notebook file accepted
-MAX_NOTEBOOK_BYTES = 8 * 2**20
-
-
-@dataclass
-class CellGrade:
-    """The trusted score of one graded cell of one submission, with a plain reason."""
-
-    student: str
-    assignment: str
-    notebook: str
-    grade_id: str
-    kind: str  # "hidden" or "visible"
-    points: float
-    score: float
-    status: str  # "passed", "failed", or why it could not be graded
-    message: str = ""
-    seconds: float = 0.0
-
-
-@dataclass
-class Submission:
-    """One student's copy of one notebook; ``anchor`` is the folder it must stay inside."""
-
-    student: str
-    assignment: str
-    path: Path
-    anchor: Path | None = None
-
-
-@dataclass
-class Options:
-    """Settings of one grading run (picklable: sent to the worker processes)."""
-
-    timeout: float = DEFAULT_TIMEOUT
-    cell_timeout: float = DEFAULT_CELL_TIMEOUT
-    sandbox: bool = True
-    python: str | None = None
-    preload: tuple[str, ...] = ()
-    seed: int = field(default_factory=lambda: secrets.randbits(62))
-    limits: Limits = field(default_factory=Limits)
 
 
 # --------------------------------------------------------------------------- instances
@@ -147,64 +103,6 @@ def check_seed(run_seed: int, check: str) -> int:
 
 
 # --------------------------------------------------------------------------- the file
-def read_submission(sub: Submission) -> tuple[bytes | None, str]:
-    """The notebook's bytes, or (None, why it is refused): symlinks must stay inside."""
-    path = Path(sub.path)
-    anchor = Path(sub.anchor) if sub.anchor is not None else path.parent
-    if anchor.is_symlink():
-        return None, "the submission folder is a symbolic link: submit the notebook itself"
-    try:
-        real = path.resolve(strict=True)
-    except (OSError, RuntimeError):
-        return None, "the notebook was not submitted"
-    if not real.is_relative_to(anchor.resolve()):
-        return None, "the notebook is a link to a file outside the submission: refused"
-    if not real.is_file():
-        return None, "the submitted notebook is not a file"
-    if real.stat().st_size > MAX_NOTEBOOK_BYTES:
-        return None, "the notebook is larger than 8 MB"
-    return real.read_bytes(), ""
-
-
-def student_cells(data: bytes) -> tuple[dict[str, list[str]], dict[str, str]]:
-    """(answer sources by grade_id, top-level names defined in unmarked cells -> cell label)."""
-    import io
-
-    try:
-        nb = nbformat.read(io.StringIO(data.decode("utf-8", "replace")), as_version=4)
-    except Exception:  # noqa: BLE001 - a broken submission has no answers
-        return {}, {}
-    answers: dict[str, list[str]] = {}
-    helpers: dict[str, str] = {}
-    for index, cell in enumerate(nb.get("cells", [])):
-        if cell.get("cell_type") != "code":
-            continue
-        source = cell.get("source", "")
-        source = "".join(source) if isinstance(source, list) else str(source)
-        meta = nbgrader_meta(cell)
-        grade_id = meta.get("grade_id")
-        if meta.get("solution") and isinstance(grade_id, str) and grade_id:
-            answers.setdefault(grade_id, []).append(to_python(source))
-        elif not meta.get("grade"):
-            for name in _defined_names(source):
-                helpers.setdefault(name, f"cell {index + 1}")
-    return answers, helpers
-
-
-def _defined_names(source: str) -> list[str]:
-    try:
-        tree = ast.parse(to_python(source))
-    except SyntaxError:
-        return []
-    names = []
-    for node in tree.body:
-        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
-            names.append(node.name)
-        elif isinstance(node, ast.Assign):
-            names += [t.id for t in node.targets if isinstance(t, ast.Name)]
-    return names
-
-
 def imports_pgcheck(source: str) -> bool:
     """Whether an answer imports pgcheck (the answer key's package) in any form."""
     try:
@@ -229,7 +127,7 @@ def imports_pgcheck(source: str) -> bool:
 
 def defines(source: str, name: str) -> bool:
     """Whether an answer cell defines ``name`` at top level."""
-    return name in _defined_names(source)
+    return name in defined_names(source)
 
 
 def jail_cells(
@@ -548,76 +446,3 @@ def _load_preloads(paths: Sequence[str]) -> None:
         sys.modules[name] = module
         spec.loader.exec_module(module)
         _LOADED.add(path)
-
-
-# --------------------------------------------------------------------------- many notebooks
-_SLOT: list[int] = [0]
-
-
-def _worker_init(slots: Any) -> None:
-    import torch
-
-    torch.set_num_threads(1)
-    _SLOT[0] = int(slots.get())
-
-
-def _worker(sub: Submission, spec_path: str, options: Options) -> list[CellGrade]:
-    return grade_one(sub, parse_source(spec_path), options, slot=_SLOT[0])
-
-
-def grade_submissions(
-    items: Iterable[tuple[Submission, NotebookSpec]],
-    *,
-    timeout: float = DEFAULT_TIMEOUT,
-    cell_timeout: float = DEFAULT_CELL_TIMEOUT,
-    preload: Sequence[str | Path] = (),
-    jobs: int | None = None,
-    sandbox: bool = True,
-    python: str | None = None,
-    seed: int | None = None,
-) -> list[CellGrade]:
-    """Grade many submitted notebooks, each in its own jail(s), ``jobs`` at a time.
-
-    Raises:
-        SandboxUnavailable: ``sandbox`` is on and a jail cannot start here (why, how to fix).
-    """
-    if sandbox:
-        require_sandbox(python)
-    options = Options(
-        timeout=timeout,
-        cell_timeout=cell_timeout,
-        sandbox=sandbox,
-        python=python,
-        preload=tuple(str(Path(p).resolve()) for p in preload),
-    )
-    if seed is not None:
-        options.seed = seed
-    work = list(items)
-    workers = max(1, min(jobs or os.cpu_count() or 1, len(work)))
-    if workers == 1:
-        return [grade for sub, spec in work for grade in grade_one(sub, spec, options)]
-    import multiprocessing
-
-    context = multiprocessing.get_context("spawn")
-    slots = context.Queue()
-    for slot in range(workers):
-        slots.put(slot)
-    with ProcessPoolExecutor(workers, mp_context=context, initializer=_worker_init,
-                             initargs=(slots,)) as pool:  # fmt: skip
-        futures = [pool.submit(_worker, sub, str(spec.path), options) for sub, spec in work]
-        return [grade for f in futures for grade in f.result()]
-
-
-def grade_notebook(
-    source: str | Path,
-    submission: str | Path,
-    *,
-    student: str = "student",
-    assignment: str = "",
-    **kwargs: Any,
-) -> list[CellGrade]:
-    """Grade one submitted notebook file against its instructor source notebook."""
-    spec = parse_source(source)
-    path = Path(submission)
-    sub = Submission(student, assignment or Path(source).parent.name, path, path.parent)
-    return grade_submissions([(sub, spec)], **kwargs)

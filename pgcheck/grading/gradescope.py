@@ -96,8 +96,9 @@ def run(name: str, root: Path, *, no_sandbox: bool = False, timeout: float = 60.
         cell_timeout: float = 30.0) -> dict[str, Any]:  # fmt: skip
     """Grade ``root/submission`` and write ``root/results/results.json``; returns the results."""
     from pgcheck.grading.gradebook import plain_text
-    from pgcheck.grading.grader import Submission, grade_submissions
     from pgcheck.grading.jail import SandboxUnavailable
+    from pgcheck.grading.pool import grade_submissions
+    from pgcheck.grading.records import Submission
     from pgcheck.grading.spec import assignment_notebooks, parse_source
 
     started = time.monotonic()
