@@ -19,7 +19,8 @@ For one submitted notebook (:func:`grade_one`):
    of its check calls passed here, *and* every hidden test of the functions it uses passed.
 
 A jail that dies (time-out, crash, flood, protocol violation) costs only the tests that were
-running; the next test gets a fresh jail. Submissions never share a jail.
+running; the next test gets a fresh jail. Submissions never share a jail. Many notebooks are
+graded by :mod:`pgcheck.grading.pool`, on worker processes.
 """
 
 from __future__ import annotations
@@ -31,13 +32,7 @@ from typing import Any
 
 from pgcheck.grading.jail import Jail, JailConfig, JailDied
 from pgcheck.grading.protocol import RemoteLoss, Session, remote_functions, start_session
-from pgcheck.grading.records import (  # noqa: F401 - re-exported
-    DEFAULT_CELL_TIMEOUT,
-    DEFAULT_TIMEOUT,
-    CellGrade,
-    Options,
-    Submission,
-)
+from pgcheck.grading.records import CellGrade, Options, Submission
 from pgcheck.grading.spec import (
     HiddenTest,
     NotebookSpec,
