@@ -106,6 +106,11 @@ ensure_chromium() {
   fi
 }
 
+# pytest-xdist workers for the whole suite: the cores plus one
+test_workers() {
+  echo $(( $(getconf _NPROCESSORS_ONLN 2>/dev/null || echo 1) + 1 ))
+}
+
 # tools installed in the environment (jupyter, nbgrader and the alembic it calls) come first
 export PATH="$PWD/.venv/bin:$PATH"
 # the course's Jupyter settings (jupyter-config/): no nbgrader Assignments tab for learners
@@ -125,8 +130,9 @@ case "${1:-lab}" in
     setup
     ensure_chromium
     if [ $# -le 1 ]; then
-      # no arguments: the whole suite on every core (each assignment's pipeline on one worker)
-      exec .venv/bin/python -m pytest -q -n auto --dist loadgroup
+      # no arguments: the whole suite, each assignment's pipeline on one worker, with one
+      # worker more than cores (it fills the waits of kernel start-ups and time limits)
+      exec .venv/bin/python -m pytest -q -n "$(test_workers)" --dist loadgroup
     fi
     exec .venv/bin/python -m pytest "${@:2}"  # arguments given: exactly what was asked
     ;;

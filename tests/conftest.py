@@ -2,7 +2,7 @@
 
 ``slow`` marks the tests that take more than a few seconds each (the course pipeline per
 assignment, the real-browser test). ``.ci/run`` runs them all and starts them first, so the
-two workers stay busy to the end; ``-m "not slow"`` gives a quick run while developing.
+workers stay busy to the end; ``-m "not slow"`` gives a quick run while developing.
 """
 
 import os

@@ -1,6 +1,8 @@
 """Bad input: a clear "error" report, never a crash, a hang, a traceback or stderr output,
 and torch's global state is left as it was."""
 
+import contextlib
+import io
 import random
 import subprocess
 import sys
@@ -259,15 +261,25 @@ def test_works_from_a_thread():
 
 
 # ----------------------------------------------------------------------------- CLI
-def run_cli(tmp_path, source, target, *extra):
+def run_cli(tmp_path, source, target, *extra, process=False):
+    """``python -m pgcheck FILE:TARGET EXTRA...``: in a new process, or (the same ``main``,
+    without the interpreter's start-up) in this one; its exit status and outputs."""
     path = tmp_path / "mine.py"
     path.write_text(source)
-    return subprocess.run(
-        [sys.executable, "-m", "pgcheck", f"{path}:{target}", *extra],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    argv = [f"{path}:{target}", *extra]
+    if process:
+        return subprocess.run(
+            [sys.executable, "-m", "pgcheck", *argv], capture_output=True, text=True, timeout=120
+        )
+    from pgcheck.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = main(argv)
+        except SystemExit as exc:  # argparse rejects the arguments as a process would
+            code = exc.code if isinstance(exc.code, int) else 1
+    return subprocess.CompletedProcess(argv, code, out.getvalue(), err.getvalue())
 
 
 SOURCE = """
@@ -283,6 +295,12 @@ def broken(log_probs):
 
 
 def test_cli_exit_codes(tmp_path):
+    # the real entry point: a passing and an erroring check, as exit statuses of a process
+    ok = run_cli(tmp_path, SOURCE, "good", process=True)
+    assert ok.returncode == 0 and "PASSED" in ok.stdout and ok.stderr == ""
+    crashed = run_cli(tmp_path, SOURCE, "broken", process=True)
+    assert crashed.returncode == 2 and "ZeroDivisionError" in crashed.stdout
+    # every other outcome through the same main() in this process
     ok = run_cli(tmp_path, SOURCE, "good")
     assert ok.returncode == 0 and "PASSED" in ok.stdout and ok.stderr == ""
     bad = run_cli(tmp_path, SOURCE, "no_gamma_t")

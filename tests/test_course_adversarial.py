@@ -617,10 +617,24 @@ def test_without_bwrap_the_grader_refuses_and_says_how_to_fix_it(
     from pgcheck.grading import jail
     from pgcheck.grading.pool import grade_notebook
 
-    monkeypatch.setattr(jail, "_PROBE", {})
     monkeypatch.setattr(jail.shutil, "which", lambda name: None)
     with pytest.raises(jail.SandboxUnavailable, match="apt-get install -y bubblewrap"):
         grade_notebook(FIXTURE.source_dir / NOTEBOOK, FIXTURE.released_dir / NOTEBOOK)
+
+
+def test_a_jail_that_cannot_start_stops_the_run_instead_of_grading_zero(tmp_path: Path) -> None:
+    """A jail that ends before its first cell (here: an address-space limit too small for
+    torch) has run no submitted code: the run refuses and says so; nobody gets a zero."""
+    from pgcheck.grading.grader import grade_one
+    from pgcheck.grading.jail import Limits, SandboxUnavailable
+    from pgcheck.grading.records import Options, Submission
+    from pgcheck.grading.spec import parse_source
+
+    path = FIXTURE.source_dir / NOTEBOOK  # a correct submission: the solution itself
+    sub = Submission("canary", NAME, path, path.parent)
+    options = Options(timeout=TIMEOUT, limits=Limits(address_space=64 * 2**20))
+    with pytest.raises(SandboxUnavailable, match="before running any cell"):
+        grade_one(sub, parse_source(path), options)
 
 
 # ------------------------------------------------------------------ the real pseudo-loss

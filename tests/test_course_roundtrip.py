@@ -3,7 +3,9 @@
 release (nbgrader generate_assignment) == committed student notebooks; the solution validates
 with full marks and runs top to bottom with no error and no stderr (every claim's assert
 holds); the untouched student notebook fails only in answer-dependent cells and
-scores zero; nbgrader autograde and the trusted grader give the solution full marks and a
+scores zero; the untouched and sign-flipped copies skip the cells tagged ``experiment``
+(training runs and seed sweeps, which no other cell reads: checked here, so skipping them
+changes no grade); nbgrader autograde and the trusted grader give the solution full marks and a
 sign error partial marks, and agree cell by cell; feedback HTML hides the hidden tests;
 ``nbgrader export`` reports the trusted grades.
 
@@ -33,13 +35,16 @@ from course_tools import (  # noqa: E402
     answer_cells,
     assignments,
     gradebook_scores,
+    is_experiment,
     meta,
     nbgrader,
     pgrade,
     read,
+    readers_of_experiments,
     release_log,
     released_course,
     session_dir,
+    skipping_experiments,
     submit,
     total,
     with_sign_error,
@@ -83,11 +88,11 @@ def _pipeline(assignment: Assignment, root: Path, tmp_path_factory: Any) -> dict
     for source in sources:
         released = read(course / "notebooks" / name / source.name)
         solution = read(source)
-        students["solution"][source.name] = solution
-        students["untouched"][source.name] = released
-        students["sign_error"][source.name], sign_error_functions[source.name] = with_sign_error(
-            solution
-        )
+        students["solution"][source.name] = solution  # every cell runs: every claim is checked
+        # the other copies skip the experiment cells, which no graded cell reads (checked below)
+        students["untouched"][source.name] = skipping_experiments(released)
+        flipped, sign_error_functions[source.name] = with_sign_error(solution)
+        students["sign_error"][source.name] = skipping_experiments(flipped)
     if name == "00_fixture":
         students["typical_mistake"] = {s.name: _mistake_g0(read(s)) for s in sources}
     for student, notebooks in students.items():
@@ -296,6 +301,14 @@ def test_untouched_notebook_fails_only_in_answer_dependent_cells(pipeline: dict[
         path = course / EXECUTED / "untouched" / assignment.name / source.name
         assert path.is_file(), pipeline["log"]["nbgrader_autograde"]
         nb = read(path)
+        # every cell ran except the experiments, which this copy skips
+        code = [
+            (i, c) for i, c in enumerate(nb.cells) if c.cell_type == "code" and c.source.strip()
+        ]
+        ran = [i for i, c in code if c.get("execution_count")]
+        assert ran == [i for i, c in code if not is_experiment(c)], (
+            f"{source.name}: cells run {ran}"
+        )
         allowed = _answer_dependent(read(source), nb)
         failing = [
             i
@@ -306,6 +319,43 @@ def test_untouched_notebook_fails_only_in_answer_dependent_cells(pipeline: dict[
         assert failing, "the untouched notebook raised nowhere: are the answers stubbed?"
         unexpected = [(i, nb.cells[i].source[:200]) for i in failing if i not in allowed]
         assert not unexpected, f"cells that fail without using an answer: {unexpected}"
+
+
+@pytest.mark.parametrize("assignment", ASSIGNMENTS, ids=[a.name for a in ASSIGNMENTS])
+def test_no_cell_reads_what_an_experiment_computed(assignment: Assignment) -> None:
+    """Skipping the experiment cells (as the untouched and sign-flipped copies do) leaves
+    every other cell as it is: no later cell reads a name an experiment bound, and no
+    experiment is an answer or a test."""
+    for source in assignment_notebooks(assignment.source_dir):
+        nb = read(source)
+        assert readers_of_experiments(nb) == [], source.name
+        graded = [i for i, c in enumerate(nb.cells) if is_experiment(c) and meta(c)]
+        assert not graded, f"{source.name}: experiment cells with nbgrader metadata {graded}"
+
+
+def test_the_experiment_check_finds_a_reader() -> None:
+    """The check above can fail: a cell that reads an experiment's result, a loop variable or
+    a function's free name is found (also after a magic, and after a rebinding that may not
+    run); a name surely rebound before the read, and a comprehension's own variable, are not."""
+    nb = nbformat.v4.new_notebook()
+    experiment = nbformat.v4.new_code_cell(
+        "curve = train()\nfor step in range(3):\n    last = step"
+    )
+    experiment.metadata["tags"] = ["experiment"]
+    nb.cells = [
+        experiment,
+        nbformat.v4.new_code_cell("def f():\n    return curve[-1]"),  # reads curve when defined
+        nbformat.v4.new_code_cell("print(last)"),
+        nbformat.v4.new_code_cell("step = 0\nprint(step)"),  # rebinds first: no read
+        nbformat.v4.new_code_cell("x = [last for last in range(2)]\nif x:\n    curve = 0"),
+        nbformat.v4.new_code_cell("%matplotlib inline\nprint(curve)"),  # maybe not rebound
+    ]
+    assert readers_of_experiments(nb) == [(1, {"curve"}), (2, {"last"}), (5, {"curve"})]
+    skipped = skipping_experiments(nb)
+    assert skipped.cells[0].metadata["tags"] == ["experiment", "skip-execution"]
+    assert (
+        "tags" not in nb.cells[1].metadata and "skip-execution" not in nb.cells[0].metadata["tags"]
+    )
 
 
 def test_untouched_notebook_scores_zero(pipeline: dict[str, Any]) -> None:

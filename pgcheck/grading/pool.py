@@ -58,7 +58,7 @@ def grade_submissions(
         SandboxUnavailable: ``sandbox`` is on and a jail cannot start here (why, how to fix).
     """
     if sandbox:
-        require_sandbox(python)
+        require_sandbox()
     options = Options(
         timeout=timeout,
         cell_timeout=cell_timeout,

@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 from pgcheck.errors import ErrorKind, LearnerError
-from pgcheck.grading.jail import Jail, JailDied
+from pgcheck.grading.jail import Jail, JailDied, SandboxUnavailable
 
 _DTYPES = {
     "float64": torch.float64,
@@ -484,6 +484,11 @@ def start_session(
     The child's own alarm stops a cell at ``cell_timeout``; the parent kills the jail two
     seconds later (a cell can ignore SIGALRM). Returns (session or None, the cell errors the
     child reported, why it did not start, the index of the cell that was running then).
+
+    Raises:
+        SandboxUnavailable: the jail ended, or broke the protocol, before its first cell,
+            when no submitted code had run: the machine, not the submission, is at fault, and
+            no grade can be given (the grading run stops; nothing is written).
     """
     seen = -1
     try:
@@ -513,11 +518,22 @@ def start_session(
                     if isinstance(e, dict)
                 ]
                 return Session(jail, found, call_timeout), clean_errors, "", None
-            where = f" (in {cells[seen]['label']})" if seen >= 0 else ""
-            jail.kill(f"sent something before its cells were done{where}")
-            return None, [], jail.dead or "", (seen if seen >= 0 else None)
+            if seen < 0:
+                jail.kill("sent something before its first cell")
+                raise JailDied(jail.dead or "")
+            jail.kill(f"sent something before its cells were done (in {cells[seen]['label']})")
+            return None, [], jail.dead or "", seen
     except JailDied as died:
-        return None, [], died.reason, (seen if seen >= 0 else None)
+        if seen < 0:  # nothing submitted has run: the jail itself cannot start here
+            detail = f": {jail.stderr_tail}" if jail.stderr_tail else ""
+            raise SandboxUnavailable(
+                "refusing to grade: a jail stopped before running any cell "
+                f"({died.reason}{detail}). "
+                "No submitted code had run, so the sandbox or the interpreter is at fault "
+                "(can bubblewrap create namespaces here, can an unprivileged uid read the "
+                "Python environment, do the resource limits leave room for torch?)"
+            ) from None
+        return None, [], died.reason, seen
 
 
 def remote_functions(session: Session, names: list[str]) -> dict[str, Callable[..., Any] | None]:
