@@ -36,6 +36,7 @@ from course_tools import (  # noqa: E402
     assignments,
     gradebook_scores,
     is_experiment,
+    make_course,
     meta,
     nbgrader,
     pgrade,
@@ -203,6 +204,18 @@ def test_release_check_ignores_hidden_entries_and_never_suggests_a_release(
     assert visible_entries(tmp_path) == ["01_x.ipynb"]
     message = out_of_date("01_x", "01_x.ipynb differs", tmp_path)
     assert "grading release" not in message and "generate_assignment" not in message
+
+
+def test_a_failed_generate_assignment_is_a_failed_release(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The release runs nbgrader's generate_assignment in its own process: a failure there
+    is still exit status 1 with nbgrader's reason on stderr (here: no such notebooks)."""
+    from pgcheck.grading.cli import _generate_assignment
+
+    course = make_course(tmp_path / "course", ASSIGNMENTS[0])
+    assert _generate_assignment("no_such_assignment", course) == 1
+    assert "No notebooks were matched" in capsys.readouterr().err
 
 
 def test_solution_validates_with_full_marks(pipeline: dict[str, Any]) -> None:

@@ -15,9 +15,9 @@ Run them from the course root (the folder with ``nbgrader_config.py``) or pass `
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
-import subprocess
 import sys
 import time
 from collections.abc import Sequence
@@ -50,11 +50,21 @@ def _with_interpreter_on_path() -> None:
         os.environ["PATH"] = bindir + (os.pathsep + path if path else "")
 
 
-def _nbgrader(args: Sequence[str], root: Path) -> int:
-    _with_interpreter_on_path()
-    command = [sys.executable, "-m", "nbgrader", *args]
-    print("$ nbgrader " + " ".join(args), flush=True)
-    return subprocess.run(command, cwd=root, check=False).returncode
+def _generate_assignment(name: str, root: Path) -> int:
+    """``nbgrader generate_assignment NAME --force`` through nbgrader's API, in this process
+    (a second interpreter would import nbgrader again: about a second per assignment)."""
+    from nbgrader.apps.api import NbGraderAPI
+
+    _with_interpreter_on_path()  # a new gradebook asks ``alembic`` for its version
+    print(f"$ nbgrader generate_assignment {name} --force", flush=True)
+    with contextlib.chdir(root):  # nbgrader_config.py names the course root as "."
+        coursedir, config = course_config(root)
+        result = NbGraderAPI(coursedir, config=config).generate_assignment(name, force=True)
+    print(result.get("log", ""), end="", file=sys.stderr, flush=True)
+    if not result.get("success"):
+        print(result.get("error", "generate_assignment failed"), file=sys.stderr, flush=True)
+        return 1
+    return 0
 
 
 def _assignments(root: Path, source_directory: str, names: Sequence[str]) -> list[str]:
@@ -88,7 +98,7 @@ def cmd_release(args: argparse.Namespace) -> int:
         return 2
     status = 0
     for name in names:
-        code = _nbgrader(["generate_assignment", name, "--force"], root)
+        code = _generate_assignment(name, root)
         status |= code
         if code == 0:
             for path in assignment_notebooks(root / coursedir.release_directory / name):
