@@ -142,6 +142,9 @@ case "${1:-lab}" in
   torch-route)  # for tests/test_install.py: the torch route setup would take, nothing installed
     torch_route
     ;;
+  workers)  # for .ci/run: the number of pytest workers `bash run.sh test` starts here
+    test_workers
+    ;;
   *)
     echo "usage: bash run.sh [lab|test|setup] [extra arguments]" >&2
     exit 2

@@ -34,7 +34,9 @@ from pgcheck.grading.spec import GradingSpecError, assignment_notebooks, parse_s
 
 
 def course_config(root: Path) -> Any:
-    """nbgrader's CourseDirectory for the course at ``root`` (reads its nbgrader_config.py)."""
+    """nbgrader's CourseDirectory for the course at ``root`` (reads its nbgrader_config.py,
+    which names the course root as ``"."``: call it with ``root`` as the working directory
+    where the root matters)."""
     from nbgrader.coursedir import CourseDirectory
     from traitlets.config.loader import PyFileConfigLoader
 
@@ -57,7 +59,7 @@ def _generate_assignment(name: str, root: Path) -> int:
 
     _with_interpreter_on_path()  # a new gradebook asks ``alembic`` for its version
     print(f"$ nbgrader generate_assignment {name} --force", flush=True)
-    with contextlib.chdir(root):  # nbgrader_config.py names the course root as "."
+    with contextlib.chdir(root):
         coursedir, config = course_config(root)
         result = NbGraderAPI(coursedir, config=config).generate_assignment(name, force=True)
     print(result.get("log", ""), end="", file=sys.stderr, flush=True)

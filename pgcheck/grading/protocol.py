@@ -518,11 +518,11 @@ def start_session(
                     if isinstance(e, dict)
                 ]
                 return Session(jail, found, call_timeout), clean_errors, "", None
-            if seen < 0:
-                jail.kill("sent something before its first cell")
-                raise JailDied(jail.dead or "")
-            jail.kill(f"sent something before its cells were done (in {cells[seen]['label']})")
-            return None, [], jail.dead or "", seen
+            where = (
+                "its first cell" if seen < 0 else f"its cells were done (in {cells[seen]['label']})"
+            )
+            jail.kill(f"sent something before {where}")
+            raise JailDied(jail.dead or "")
     except JailDied as died:
         if seen < 0:  # nothing submitted has run: the jail itself cannot start here
             detail = f": {jail.stderr_tail}" if jail.stderr_tail else ""
