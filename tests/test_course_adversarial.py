@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import os
 import shutil
 import sqlite3
 import sys
@@ -409,8 +410,37 @@ def _tree_hashes(*roots: Path, skip: tuple[Path, ...] = ()) -> dict[str, str]:
     return out
 
 
+def _parents() -> dict[int, int]:
+    """{pid: parent pid} of every process on this machine."""
+    parents = {}
+    for status in Path("/proc").glob("[0-9]*/status"):
+        try:
+            parents[int(status.parent.name)] = int(status.read_text().split("PPid:")[1].split()[0])
+        except (OSError, IndexError, ValueError):
+            continue
+    return parents
+
+
 def _jail_processes() -> list[str]:
-    """Processes on this machine that run as a jail's uid (none may outlive grading)."""
+    """Processes on this machine that run as a jail's uid and are left over: none may outlive
+    grading.
+
+    A grader that another test of this session runs at the same time (the pipelines grade
+    in the pytest workers) has live jails below the session's processes; a process left by
+    a finished grader has lost that parent and hangs below init, so it is counted.
+    """
+    session = os.getppid() if os.environ.get("PYTEST_XDIST_WORKER") else os.getpid()
+    parents = _parents()
+
+    def below_session(pid: int) -> bool:
+        seen = set()
+        while pid > 1 and pid not in seen:
+            seen.add(pid)
+            if pid == session:
+                return True
+            pid = parents.get(pid, 0)
+        return False
+
     found = []
     for status in Path("/proc").glob("[0-9]*/status"):
         try:
@@ -418,7 +448,7 @@ def _jail_processes() -> list[str]:
         except OSError:
             continue
         uid = int(text.split("Uid:")[1].split()[0])
-        if BASE_UID <= uid < BASE_UID + 1000:
+        if BASE_UID <= uid < BASE_UID + 1000 and not below_session(int(status.parent.name)):
             found.append(text.split("Name:")[1].split()[0])
     return found
 
@@ -549,6 +579,36 @@ def test_no_file_outside_the_graders_outputs_changed(graded: dict[str, Any]) -> 
 def test_no_process_of_any_jail_is_left(graded: dict[str, Any]) -> None:
     assert graded["left"] == []
     assert _jail_processes() == []
+
+
+def test_the_leftover_check_counts_an_orphan_but_not_a_live_graders_jail() -> None:
+    """What ``_jail_processes`` tells apart: a process of a jail's uid whose grader is gone
+    (reparented away from this session) from one below a running test of this session."""
+    import signal
+    import subprocess
+
+    if os.geteuid() != 0:
+        pytest.skip("running a process as a jail's uid needs root")
+    uid = BASE_UID + 999  # a slot no grader uses
+    live = subprocess.Popen(["sleep", "30"], user=uid, group=uid)
+    subprocess.run(["sh", "-c", "sleep 31 >/dev/null 2>&1 &"], user=uid, group=uid, check=True)
+    try:
+        deadline = time.monotonic() + 10
+        while "sleep" not in _jail_processes() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert _jail_processes().count("sleep") == 1  # the orphan only, not the live child
+    finally:
+        live.kill()
+        live.wait()
+        for status in Path("/proc").glob("[0-9]*/status"):
+            try:
+                if int(status.read_text().split("Uid:")[1].split()[0]) == uid:
+                    os.kill(int(status.parent.name), signal.SIGKILL)
+            except (OSError, ValueError):
+                continue
+    deadline = time.monotonic() + 10
+    while "sleep" in _jail_processes() and time.monotonic() < deadline:
+        time.sleep(0.1)
 
 
 def test_nothing_rewrites_the_trusted_table_after_the_run(graded: dict[str, Any]) -> None:

@@ -10,7 +10,11 @@ sign error partial marks, and agree cell by cell; feedback HTML hides the hidden
 ``nbgrader export`` reports the trusted grades.
 
 The pipeline of an assignment runs once per test session (shared between xdist workers
-through a file lock) in a temporary course directory.
+through a file lock) in a temporary course directory. Its steps call the commands' code in
+the test's process (nbgrader's API; ``pgcheck.grading``'s ``main``), which spares an
+interpreter's start-up per step; one test runs ``nbgrader generate_feedback`` and
+``nbgrader export`` as commands and finds the same files, and the adversarial run and the
+Gradescope test run the grader as a command.
 """
 
 from __future__ import annotations
@@ -38,12 +42,14 @@ from course_tools import (  # noqa: E402
     is_experiment,
     make_course,
     meta,
-    nbgrader,
+    nbgrader_here,
     pgrade,
+    pgrade_here,
     read,
     readers_of_experiments,
     release_log,
     released_course,
+    run,
     session_dir,
     skipping_experiments,
     submit,
@@ -98,7 +104,9 @@ def _pipeline(assignment: Assignment, root: Path, tmp_path_factory: Any) -> dict
         students["typical_mistake"] = {s.name: _mistake_g0(read(s)) for s in sources}
     for student, notebooks in students.items():
         submit(course, student, name, notebooks)
-    result = nbgrader(["autograde", name], course)
+    # every step runs the commands' code in this process (without an interpreter's start-up
+    # each); the adversarial run and the Gradescope test run the grader as a command
+    result = nbgrader_here("autograde", course, name, "*")
     log["nbgrader_autograde"] = result.returncode, result.stderr[-4000:]
     nbgrader_scores = gradebook_scores(course, name)
     # the trusted grader writes its own (unexecuted) notebooks into autograded/ for the
@@ -107,12 +115,12 @@ def _pipeline(assignment: Assignment, root: Path, tmp_path_factory: Any) -> dict
     preload = [arg for p in assignment.preload for arg in ("--preload", str(p))]
     # one process grades the three submissions (the worker pool is exercised by the
     # adversarial run, which grades every attack with --jobs 2)
-    result = pgrade(["autograde", name, "--jobs", "1", *preload], course)
+    result = pgrade_here(["autograde", name, "--jobs", "1", *preload], course)
     log["trusted_autograde"] = result.returncode, result.stdout[-4000:], result.stderr[-4000:]
     trusted_scores = gradebook_scores(course, name)
-    result = nbgrader(["generate_feedback", name], course)
+    result = nbgrader_here("generate_feedback", course, name)
     log["feedback"] = result.returncode, result.stderr[-2000:]
-    result = nbgrader(["export"], course)
+    result = nbgrader_here("export", course)
     log["export"] = result.returncode, result.stderr[-2000:]
     return {
         "log": log,
@@ -475,6 +483,31 @@ def test_nbgrader_export_reports_the_trusted_grades(pipeline: dict[str, Any]) ->
         score, maximum = total(cells)
         assert float(rows[student]["score"]) == pytest.approx(score), student
         assert float(rows[student]["max_score"]) == pytest.approx(maximum)
+
+
+@pytest.mark.parametrize("pipeline", PARAMS[:1], indirect=True)  # once: the fixture's
+def test_the_commands_give_what_the_in_process_steps_gave(
+    pipeline: dict[str, Any], tmp_path: Path
+) -> None:
+    """The pipeline runs nbgrader's steps and the trusted grader in-process (the same code
+    without an interpreter's start-up each); here, once, the commands an instructor types
+    (``nbgrader generate_feedback`` and ``nbgrader export`` in the course folder, with
+    nbgrader's own configuration loading and ``alembic`` lookup) rewrite the same files."""
+    name = pipeline["assignment"].name
+    course = tmp_path / "course_copy"
+    shutil.copytree(pipeline["course"], course)
+    feedback = course / "course" / "feedback"
+    before = {p.relative_to(feedback): p.read_text() for p in sorted(feedback.rglob("*.html"))}
+    shutil.rmtree(feedback)
+    (course / "grades.csv").unlink()
+    for args in (["generate_feedback", name], ["export"]):
+        result = run([sys.executable, "-m", "nbgrader", *args], course)
+        assert result.returncode == 0, (args, result.stderr[-3000:])
+    after = {p.relative_to(feedback): p.read_text() for p in sorted(feedback.rglob("*.html"))}
+    assert before and after.keys() == before.keys()
+    assert after == before
+    exported = (course / "grades.csv").read_text()
+    assert exported == (pipeline["course"] / "grades.csv").read_text()
 
 
 def test_hidden_test_cells_follow_the_contract(pipeline: dict[str, Any]) -> None:
