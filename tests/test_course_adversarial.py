@@ -644,6 +644,9 @@ def test_the_reasons_say_what_happened(graded: dict[str, Any]) -> None:
     # the check calls the function on five cases: they share the test's limit (each getting
     # it afresh took five times as long)
     assert float(looping["seconds"]) < 2 * TIMEOUT, looping
+    # the visible test's call loops too: the same plain words, no class name of the grader's
+    visible = _rows(graded, "loop_in_function")["reward_to_go_visible"]["message"]
+    assert "did not finish within the time limit" in visible and "_" not in visible.split(":")[0]
     exited = _rows(graded, "exit_toplevel")["reward_to_go_hidden"]["message"]
     assert "ended" in exited and "answer cell reward_to_go" in exited and "left out" in exited
     copy = _rows(graded, "copy_solution")["reward_to_go_hidden"]["message"]

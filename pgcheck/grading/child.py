@@ -100,6 +100,8 @@ def _exc_text(exc: BaseException) -> str:
         if f.filename.startswith("<") and f.filename != "<string>"
     ]
     where = f" (in {frames[-1].filename.strip('<>')}, line {frames[-1].lineno})" if frames else ""
+    if isinstance(exc, _CellTimeout):  # this file's alarm: say what happened, in plain words
+        return f"TimeoutError: did not finish within the time limit{where}"
     return f"{type(exc).__name__}: {str(exc)[:300]}{where}"
 
 

@@ -48,6 +48,11 @@ _DTYPES = {
 }
 _NP_DTYPES = {"float64", "float32", "float16", "int64", "int32", "int16", "int8", "uint8", "bool"}
 MAX_ELEMENTS = 2_000_000
+#: seconds the parent waits past a limit the child enforces itself (its alarm for a cell or
+#: a call) before it ends the jail: the child's own report of a time-out wins the race, so
+#: a looping function gets its "did not finish" and its jail goes on to the next test; code
+#: that ignores the alarm is stopped from outside this much later
+CHILD_GRACE = 2.0
 
 
 class ProtocolError(ValueError):
@@ -228,7 +233,7 @@ class Session:
         if self.deadline is not None:  # what is left of the test's time limit
             timeout = min(timeout, self.deadline - now)
         timeout = max(timeout, 0.05)
-        deadline = now + timeout
+        deadline = now + timeout + CHILD_GRACE
         try:
             self.jail.send(dict(message, id=ident, timeout=timeout))
             while True:
@@ -504,7 +509,7 @@ def start_session(
                     return None, [], jail.dead or "", max(seen, 0)
                 seen = index
                 current = f"after {cell_timeout:g} s in {cells[index]['label']}"
-                deadline = time.monotonic() + cell_timeout + 2.0
+                deadline = time.monotonic() + cell_timeout + CHILD_GRACE
                 continue
             if msg.get("type") == "ready":
                 found = msg.get("functions")
