@@ -1,13 +1,12 @@
 """Bad input: a clear "error" report, never a crash, a hang, a traceback or stderr output,
 and torch's global state is left as it was."""
 
-import contextlib
-import io
 import random
 import subprocess
 import sys
 import time
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,6 +14,9 @@ import torch
 
 import pgcheck
 from pgcheck.diagnosis import estimators as E
+
+sys.path.insert(0, str(Path(__file__).parent / "fixtures"))
+from course_tools import call_main  # noqa: E402
 
 
 def raises(log_probs):
@@ -273,13 +275,7 @@ def run_cli(tmp_path, source, target, *extra, process=False):
         )
     from pgcheck.cli import main
 
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            code = main(argv)
-        except SystemExit as exc:  # argparse rejects the arguments as a process would
-            code = exc.code if isinstance(exc.code, int) else 1
-    return subprocess.CompletedProcess(argv, code, out.getvalue(), err.getvalue())
+    return call_main(main, argv)
 
 
 SOURCE = """
