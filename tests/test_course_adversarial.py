@@ -10,6 +10,7 @@ process of any jail is left. A few attacks on the real pseudo-loss assignment fo
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import json
@@ -410,15 +411,20 @@ def _tree_hashes(*roots: Path, skip: tuple[Path, ...] = ()) -> dict[str, str]:
     return out
 
 
-def _parents() -> dict[int, int]:
-    """{pid: parent pid} of every process on this machine."""
-    parents = {}
+def _processes() -> dict[int, tuple[int, int, str]]:
+    """{pid: (parent pid, uid, name)} of every process on this machine."""
+    found = {}
     for status in Path("/proc").glob("[0-9]*/status"):
         try:
-            parents[int(status.parent.name)] = int(status.read_text().split("PPid:")[1].split()[0])
+            text = status.read_text()
+            found[int(status.parent.name)] = (
+                int(text.split("PPid:")[1].split()[0]),
+                int(text.split("Uid:")[1].split()[0]),
+                text.split("Name:")[1].split()[0],
+            )
         except (OSError, IndexError, ValueError):
             continue
-    return parents
+    return found
 
 
 def _jail_processes() -> list[str]:
@@ -430,7 +436,7 @@ def _jail_processes() -> list[str]:
     a finished grader has lost that parent and hangs below init, so it is counted.
     """
     session = os.getppid() if os.environ.get("PYTEST_XDIST_WORKER") else os.getpid()
-    parents = _parents()
+    processes = _processes()
 
     def below_session(pid: int) -> bool:
         seen = set()
@@ -438,19 +444,14 @@ def _jail_processes() -> list[str]:
             seen.add(pid)
             if pid == session:
                 return True
-            pid = parents.get(pid, 0)
+            pid = processes.get(pid, (0, 0, ""))[0]
         return False
 
-    found = []
-    for status in Path("/proc").glob("[0-9]*/status"):
-        try:
-            text = status.read_text()
-        except OSError:
-            continue
-        uid = int(text.split("Uid:")[1].split()[0])
-        if BASE_UID <= uid < BASE_UID + 1000 and not below_session(int(status.parent.name)):
-            found.append(text.split("Name:")[1].split()[0])
-    return found
+    return [
+        name
+        for pid, (_, uid, name) in processes.items()
+        if BASE_UID <= uid < BASE_UID + 1000 and not below_session(pid)
+    ]
 
 
 def _run_all(root: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
@@ -600,12 +601,10 @@ def test_the_leftover_check_counts_an_orphan_but_not_a_live_graders_jail() -> No
     finally:
         live.kill()
         live.wait()
-        for status in Path("/proc").glob("[0-9]*/status"):
-            try:
-                if int(status.read_text().split("Uid:")[1].split()[0]) == uid:
-                    os.kill(int(status.parent.name), signal.SIGKILL)
-            except (OSError, ValueError):
-                continue
+        for pid, (_, owner, _) in _processes().items():
+            if owner == uid:
+                with contextlib.suppress(OSError):
+                    os.kill(pid, signal.SIGKILL)
     deadline = time.monotonic() + 10
     while "sleep" in _jail_processes() and time.monotonic() < deadline:
         time.sleep(0.1)
