@@ -55,8 +55,8 @@ pytestmark = [
 FIXTURE = assignments()[0]
 NAME = FIXTURE.name
 NOTEBOOK = f"{NAME}.ipynb"
-TIMEOUT = 8  # seconds per test in this file (all calls of one test share it)
-CELL_TIMEOUT = 4
+TIMEOUT = 4  # seconds per test in this file (all calls of one test share it)
+CELL_TIMEOUT = 2
 
 RIGHT_DR = (
     "def discounted_return(rewards, gamma):\n"

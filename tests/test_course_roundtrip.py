@@ -22,6 +22,7 @@ from __future__ import annotations
 import ast
 import csv
 import json
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -34,8 +35,11 @@ from filelock import FileLock
 sys.path.insert(0, str(Path(__file__).parent / "fixtures"))
 
 from course_tools import (  # noqa: E402
+    ALEMBIC_COMMAND,
+    BIN,
     REPO,
     Assignment,
+    alembic_head,
     answer_cells,
     assignments,
     gradebook_scores,
@@ -52,6 +56,7 @@ from course_tools import (  # noqa: E402
     run,
     session_dir,
     skipping_experiments,
+    stamp_gradebooks_in_process,
     submit,
     total,
     with_sign_error,
@@ -508,6 +513,19 @@ def test_the_commands_give_what_the_in_process_steps_gave(
     assert after == before
     exported = (course / "grades.csv").read_text()
     assert exported == (pipeline["course"] / "grades.csv").read_text()
+
+
+def test_in_process_gradebooks_get_the_revision_the_alembic_command_gives(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The in-process steps stamp a new gradebook with ``course_tools.alembic_head``;
+    nbgrader itself runs ``alembic heads``: the two give the same schema revision."""
+    stamp_gradebooks_in_process()  # as every in-process step does (a second call: a no-op)
+    stamp_gradebooks_in_process()
+    (command,) = ALEMBIC_COMMAND
+    monkeypatch.setenv("PATH", f"{BIN}{os.pathsep}{os.environ['PATH']}")
+    assert command() == alembic_head()
+    assert len(alembic_head()) == 12 and int(alembic_head(), 16) >= 0
 
 
 def test_hidden_test_cells_follow_the_contract(pipeline: dict[str, Any]) -> None:

@@ -19,6 +19,9 @@ from pgcheck.grading.jail import probe_sandbox
 from pgcheck.grading.pool import grade_notebook
 from pgcheck.grading.spec import VisibleCheck, parse_source, split_visible
 
+# the graded notebooks (four jails) are made once, on one xdist worker (--dist loadgroup)
+pytestmark = pytest.mark.xdist_group("visible_split")
+
 torch.set_num_threads(1)
 
 VISIBLE = """\
