@@ -22,7 +22,6 @@ from __future__ import annotations
 import ast
 import csv
 import json
-import os
 import shutil
 import sys
 from pathlib import Path
@@ -35,14 +34,13 @@ from filelock import FileLock
 sys.path.insert(0, str(Path(__file__).parent / "fixtures"))
 
 from course_tools import (  # noqa: E402
-    ALEMBIC_COMMAND,
-    BIN,
     REPO,
     Assignment,
     alembic_head,
     answer_cells,
     assignments,
     gradebook_scores,
+    interpreter_on_path,
     is_experiment,
     make_course,
     meta,
@@ -515,16 +513,13 @@ def test_the_commands_give_what_the_in_process_steps_gave(
     assert exported == (pipeline["course"] / "grades.csv").read_text()
 
 
-def test_in_process_gradebooks_get_the_revision_the_alembic_command_gives(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+def test_in_process_gradebooks_get_the_revision_the_alembic_command_gives() -> None:
     """The in-process steps stamp a new gradebook with ``course_tools.alembic_head``;
     nbgrader itself runs ``alembic heads``: the two give the same schema revision."""
-    stamp_gradebooks_in_process()  # as every in-process step does (a second call: a no-op)
-    stamp_gradebooks_in_process()
-    (command,) = ALEMBIC_COMMAND
-    monkeypatch.setenv("PATH", f"{BIN}{os.pathsep}{os.environ['PATH']}")
-    assert command() == alembic_head()
+    command = stamp_gradebooks_in_process()
+    assert stamp_gradebooks_in_process() is command  # installed once, whoever calls first
+    with interpreter_on_path():
+        assert command() == alembic_head()
     assert len(alembic_head()) == 12 and int(alembic_head(), 16) >= 0
 
 
