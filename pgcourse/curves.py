@@ -6,7 +6,6 @@ from collections.abc import Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
-from scipy import special
 
 from pgcourse.training_log import TrainingLog
 
@@ -30,8 +29,11 @@ def t_quantile(p: float, dof: int) -> float:
     """t_{p, dof}: the p-quantile of Student's t distribution with ``dof`` degrees of freedom.
 
     The inverse of its CDF, ``scipy.special.stdtrit`` (what ``scipy.stats.t.ppf`` calls, without
-    the import time of ``scipy.stats``).
+    the import time of ``scipy.stats``). scipy is imported on the first call, so a notebook
+    that never draws a band does not pay for its start-up.
     """
+    from scipy import special
+
     return float(special.stdtrit(dof, p))
 
 

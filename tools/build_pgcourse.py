@@ -64,7 +64,7 @@ HEADERS: dict[str, tuple[str, str]] = {
     "curves": (
         "Learning curves on a common grid of env steps, and bands with a t confidence interval.",
         "from collections.abc import Sequence\n\nimport matplotlib.pyplot as plt\n"
-        "import numpy as np\nfrom scipy import special\n\n"
+        "import numpy as np\n\n"
         "from pgcourse.training_log import TrainingLog\n",
     ),
     "vector_agent": (
