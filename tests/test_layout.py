@@ -1,15 +1,27 @@
-"""The package's layout holds: no import cycles, every module documented, the registry explicit."""
+"""The package's layout holds: no import cycles, every module documented, the registry explicit,
+and the light entry points (the grading commands, the course library) import nothing heavy."""
 
 from __future__ import annotations
 
 import ast
 import importlib
+import subprocess
+import sys
 from pathlib import Path
 
 import pgcheck
 from pgcheck.checks.registry import BUILT_IN, REGISTRY
 
 ROOT = Path(pgcheck.__file__).parent
+
+
+def fresh_interpreter(code: str) -> str:
+    """What ``code`` prints in a new interpreter (so ``sys.modules`` starts empty)."""
+    run = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=False, timeout=60
+    )
+    assert run.returncode == 0, run.stderr
+    return run.stdout
 
 
 def _module_name(path: Path) -> str:
@@ -91,9 +103,6 @@ def test_the_commands_that_compute_no_gradient_do_not_import_torch() -> None:
     layer that only reads notebooks, writes grades or hands work to the worker processes
     never imports torch: ``release``, ``nbgrader generate_feedback`` (which loads the
     feedback preprocessor) and the trusted grader's main process start without it."""
-    import subprocess
-    import sys
-
     light = [
         "pgcheck",
         "pgcheck.grading.cli",
@@ -106,13 +115,20 @@ def test_the_commands_that_compute_no_gradient_do_not_import_torch() -> None:
         f"import importlib, sys\nfor m in {light!r}: importlib.import_module(m)\n"
         "print(sorted(m for m in sys.modules if m == 'torch' or m.startswith('torch.')))"
     )
-    run = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=False, timeout=60
-    )
-    assert run.returncode == 0, run.stderr
-    assert run.stdout.strip() == "[]", run.stdout[:500]
+    printed = fresh_interpreter(code)
+    assert printed.strip() == "[]", printed[:500]
     # ... and the lazy names are the real ones
     assert pgcheck.check_pseudo_loss.__module__ == "pgcheck.checks.pseudo_loss"
     assert pgcheck.REGISTRY is REGISTRY is pgcheck.checks.registry.REGISTRY
     # every public name has a home to be imported from, and nothing else has one
     assert set(pgcheck.__all__) == set(pgcheck._HOME) | set(pgcheck._SUBPACKAGES)
+
+
+def test_importing_the_course_library_leaves_scipy_for_the_first_band() -> None:
+    """Every notebook from 05 on (and each of its kernels and jails in grading) imports
+    pgcourse; scipy (about 0.2 CPU-s to import) is loaded only when a band is computed."""
+    code = (
+        "import sys\nimport pgcourse\nbefore = 'scipy' in sys.modules\n"
+        "pgcourse.t_quantile(0.975, 4)\nprint(before, 'scipy' in sys.modules)"
+    )
+    assert fresh_interpreter(code).split() == ["False", "True"]

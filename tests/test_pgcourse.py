@@ -296,22 +296,6 @@ def test_t_quantile_for_5_7_and_9_seeds(n: int, table: float) -> None:
     assert t_quantile(0.95, n - 1) == pytest.approx(stats.t.ppf(0.95, n - 1), rel=1e-12)
 
 
-def test_importing_the_course_library_leaves_scipy_for_the_first_band() -> None:
-    """Every notebook from 05 on (and each of its kernels and jails in grading) imports
-    pgcourse; scipy (about 0.2 CPU-s to import) is loaded only when a band is computed."""
-    import subprocess
-
-    code = (
-        "import sys\nimport pgcourse\nbefore = 'scipy' in sys.modules\n"
-        "pgcourse.t_quantile(0.975, 4)\nprint(before, 'scipy' in sys.modules)"
-    )
-    run = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=False, timeout=60
-    )
-    assert run.returncode == 0, run.stderr
-    assert run.stdout.split() == ["False", "True"], run.stdout
-
-
 @pytest.mark.parametrize("n", [5, 7, 9])
 def test_band_is_the_t_interval_of_the_mean_over_seeds(n: int) -> None:
     rng = np.random.default_rng(n)
