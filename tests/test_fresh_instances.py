@@ -201,6 +201,13 @@ CASES: list[tuple[str, dict[str, Any], Callable[..., Any], Callable[..., Any], s
     ("log_prob", {"policy": "softmax"}, lp_good, lp_missing_normaliser, "missing_normaliser"),
     ("log_prob", {"policy": "gaussian"}, glp_good, glp_std_as_variance, "std_as_variance"),
     (
+        "log_prob",
+        {"policy": "diag_gaussian"},
+        lambda m, s, a: glp_good(m, s, a).sum(-1),
+        lambda m, s, a: glp_good(m, s, a).mean(-1),
+        "mean_over_dims",
+    ),
+    (
         "score_function",
         {"policy": "softmax_linear"},
         sf_good,
@@ -212,6 +219,13 @@ CASES: list[tuple[str, dict[str, Any], Callable[..., Any], Callable[..., Any], s
         {"policy": "gaussian_linear"},
         sf_gauss_good,
         lambda th, x, a, s: (a - th @ x) * x / s,
+        "sigma_not_squared",
+    ),
+    (
+        "score_function",
+        {"policy": "diag_gaussian_linear"},
+        lambda th, x, a, s: torch.outer((a - th @ x) / s**2, x),
+        lambda th, x, a, s: torch.outer((a - th @ x) / s, x),
         "sigma_not_squared",
     ),
     ("score_estimator", {"family": "gaussian"}, est_good, est_sign, "sign"),
@@ -258,6 +272,12 @@ def _builders() -> dict[str, Callable[[int | None], Any]]:
     return {
         "log_prob/softmax": lambda s: tensors(log_prob.log_prob_instances("softmax", s)),
         "log_prob/gaussian": lambda s: tensors(log_prob.log_prob_instances("gaussian", s)),
+        "log_prob/diag_gaussian": lambda s: tensors(
+            log_prob.log_prob_instances("diag_gaussian", s)
+        ),
+        "score_function/diag_gaussian_linear": lambda s: tensors(
+            score_function.score_instances("diag_gaussian_linear", s)
+        ),
         "score_function": lambda s: tensors(score_function.score_instances("softmax_linear", s)),
         "score_estimator": lambda s: score_estimator.estimator_theta("categorical", s).tolist(),
         "returns": returns.return_cases,
@@ -308,6 +328,11 @@ def test_fresh_instances_keep_the_edge_cases():
         ]
         spread = log_prob.log_prob_instances("softmax", seed)[-1]["args"]["logits"]
         assert float((spread.max(1).values - spread.min(1).values).min()) > 700
+        *rows, tails = log_prob.log_prob_instances("diag_gaussian", seed)
+        assert [r["args"]["mean"].shape for r in rows] == [(5, 3), (4, 2)]
+        assert all(float(r["args"]["std"].min()) >= 0.3 for r in rows)
+        far = (tails["args"]["actions"] - tails["args"]["mean"]).abs() / tails["args"]["std"]
+        assert tails["kind"] == "stability" and float(far.min()) > 39.9 and float(far.max()) < 50.1
         theta = score_estimator.estimator_theta("gaussian", seed)
         assert abs(float(theta[1].exp()) - 1.0) > 0.2 and abs(float(theta[1])) > 0.2
 

@@ -126,7 +126,7 @@ def log_prob_instances(policy: str, seed: int | None = None) -> list[dict[str, A
             }
         )
     elif policy == "diag_gaussian":
-        out.extend(diag_gaussian_instances())
+        out.extend(diag_gaussian_instances(seed))
     else:
         mean = torch.randn(6, generator=g, dtype=DTYPE) * 2.0
         std = fresh(
@@ -187,20 +187,40 @@ def log_prob_instances(policy: str, seed: int | None = None) -> list[dict[str, A
     return out
 
 
-def diag_gaussian_instances() -> list[dict[str, Any]]:
+def diag_gaussian_instances(seed: int | None = None) -> list[dict[str, Any]]:
     """Inputs for ``policy="diag_gaussian"``: mean, std, actions [N, k]; the answer is
     log N(a; μ, diag σ²) = Σ_j [−(a_j−μ_j)²/(2σ_j²) − log σ_j − ½ log 2π], one number per row.
-    The σ_j differ within a row (so σ and σ² differ, and a mean over j is not a sum)."""
-    g = torch.Generator().manual_seed(2025_07)
+    The σ_j differ within a row (so σ and σ² differ, and a mean over j is not a sum).
+    ``seed``: fresh inputs of the same shapes, σ ranges and tails (|a−μ| of 40–50 σ), see
+    :func:`instance_seed`."""
+    g = torch.Generator().manual_seed(instance_seed(2025_07, seed))
+
+    def fresh(fixed: torch.Tensor, draw: Callable[[], torch.Tensor]) -> torch.Tensor:
+        return fixed if seed is None else draw()
+
+    def uniform(low: float, high: float, *shape: int) -> torch.Tensor:
+        return low + (high - low) * torch.rand(*shape, generator=g, dtype=DTYPE)
+
     mean = torch.randn(5, 3, generator=g, dtype=DTYPE) * 1.5
     std = 0.3 + 2.5 * torch.rand(5, 3, generator=g, dtype=DTYPE)
     actions = mean + std * torch.randn(5, 3, generator=g, dtype=DTYPE) * 1.5
     mean2 = torch.randn(4, 2, generator=g, dtype=DTYPE)
-    std2 = torch.tensor([[0.4, 1.9], [2.2, 0.6], [0.8, 3.0], [1.3, 0.35]], dtype=DTYPE)
+    std2 = fresh(
+        torch.tensor([[0.4, 1.9], [2.2, 0.6], [0.8, 3.0], [1.3, 0.35]], dtype=DTYPE),
+        lambda: uniform(0.3, 3.0, 4, 2),
+    )
     actions2 = mean2 + std2 * torch.randn(4, 2, generator=g, dtype=DTYPE)
-    tail_mean = torch.tensor([[0.5, -1.0], [3.0, 0.0]], dtype=DTYPE)
-    tail_std = torch.tensor([[0.1, 0.05], [2.0, 0.2]], dtype=DTYPE)
-    tails = tail_mean + tail_std * torch.tensor([[40.0, -45.0], [50.0, 42.0]], dtype=DTYPE)
+    tail_mean = fresh(
+        torch.tensor([[0.5, -1.0], [3.0, 0.0]], dtype=DTYPE), lambda: uniform(-3.0, 3.0, 2, 2)
+    )
+    tail_std = fresh(
+        torch.tensor([[0.1, 0.05], [2.0, 0.2]], dtype=DTYPE), lambda: uniform(0.05, 2.0, 2, 2)
+    )
+    distance = fresh(
+        torch.tensor([[40.0, -45.0], [50.0, 42.0]], dtype=DTYPE),
+        lambda: uniform(40.0, 50.0, 2, 2) * torch.where(torch.rand(2, 2, generator=g) < 0.5, -1, 1),
+    )
+    tails = tail_mean + tail_std * distance
     return [
         {
             "name": "5 rows, 3 action dimensions",

@@ -80,7 +80,7 @@ def score_instances(policy: str, seed: int | None = None) -> list[dict[str, Any]
                 }
             )
     elif policy == "diag_gaussian_linear":
-        out.extend(diag_score_instances())
+        out.extend(diag_score_instances(seed))
     else:
         for d, sigma in [(3, 0.5), (3, 1.7), (2, 0.8), (4, 2.5), (1, 0.35)]:
             theta = torch.randn(d, generator=g, dtype=DTYPE)
@@ -98,10 +98,11 @@ def score_instances(policy: str, seed: int | None = None) -> list[dict[str, Any]
     return out
 
 
-def diag_score_instances() -> list[dict[str, Any]]:
+def diag_score_instances(seed: int | None = None) -> list[dict[str, Any]]:
     """Inputs for ``diag_gaussian_linear``: ``theta [k,d]``, ``x [d]``, ``action [k]``,
-    ``sigma [k]`` (σ_j ≠ 1 and different per dimension, |a_j − μ_j| ≥ σ_j)."""
-    g = torch.Generator().manual_seed(27_182)
+    ``sigma [k]`` (σ_j ≠ 1 and different per dimension, |a_j − μ_j| ≥ σ_j). ``seed``: fresh
+    inputs of the same dimensions, see :func:`instance_seed`."""
+    g = torch.Generator().manual_seed(instance_seed(27_182, seed))
     out: list[dict[str, Any]] = []
     for k, d in [(2, 3), (3, 2), (1, 4), (4, 1)]:
         theta = torch.randn(k, d, generator=g, dtype=DTYPE)
