@@ -529,3 +529,76 @@ def test_visible_hidden_and_feedback_agree(path, fn, visible, feedback, answer, 
     hidden = next(h for h in parse_source(path).hidden if h.function_name == fn)
     got = _judges(answer, fn, visible, feedback, hidden)
     assert got == (right, right, right), (fn, got)
+
+
+# ------------------------------------------------------------------ the jail's setup
+#: what the jail has not: pgcheck (the answer key) and pgcourse (which imports pgcheck)
+JAIL_LACKS = ("pgcheck", "pgcourse")
+
+#: runs jail cells (JSON on stdin) where the packages named as arguments cannot be imported, as
+#: in the jail, and prints the setup cells that failed on an import and the names that were defined
+_JAIL_LIKE = """
+import json, sys, types
+class NotInTheJail:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in sys.argv[1:]:
+            raise ModuleNotFoundError(f"No module named {name!r}")
+sys.meta_path.insert(0, NotInTheJail())
+namespace = {"get_ipython": lambda: types.SimpleNamespace(run_line_magic=lambda *a: None)}
+failed = []
+for cell in json.load(sys.stdin):
+    try:
+        exec(compile(cell["source"], cell["label"], "exec"), namespace)
+    except ModuleNotFoundError as exc:
+        failed.append([cell["label"], str(exc)])
+    except BaseException:
+        pass
+print(json.dumps({"failed": failed, "names": sorted(namespace)}))
+"""
+
+
+def _jail_setup(source: Path) -> list[dict[str, str]]:
+    from pgcheck.grading.grader import jail_cells
+    from pgcheck.grading.submission import student_cells
+
+    answers, _ = student_cells(source.read_bytes())
+    return jail_cells(parse_source(source), answers)
+
+
+@pytest.mark.parametrize("source", SOURCES, ids=lambda p: p.stem)
+def test_the_jail_setup_imports_nothing_the_jail_lacks(source: Path) -> None:
+    """The instructor's setup cells run in the jail without their imports of pgcheck and
+    pgcourse, so a setup cell goes on past them: every name it defines after such an import
+    is there for an answer, in the jail as in the learner's kernel (one verdict)."""
+    for cell in _jail_setup(source):
+        for node in ast.parse(cell["source"]).body:
+            if isinstance(node, ast.Import):
+                modules = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                modules = [node.module or ""]
+            else:
+                continue
+            assert not any(m.split(".")[0] in JAIL_LACKS for m in modules), (cell["label"], modules)
+
+
+def test_names_after_the_course_library_import_are_defined_in_the_jail() -> None:
+    """08's first cell imports pgcourse and then sets SEED and DT; run as the jail runs it
+    (neither package importable), the setup fails on no import and defines both."""
+    import json
+    import subprocess
+    import sys
+
+    source = ROOT / "solutions" / "08_policy_gradient_theorem" / "08_policy_gradient_theorem.ipynb"
+    run = subprocess.run(
+        [sys.executable, "-c", _JAIL_LIKE, *JAIL_LACKS],
+        input=json.dumps(_jail_setup(source)),
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+        env={"MPLBACKEND": "Agg", "PATH": "/usr/bin:/bin"},
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    result = json.loads(run.stdout.splitlines()[-1])
+    assert result["failed"] == []
+    assert {"SEED", "DT", "rng"} <= set(result["names"])

@@ -130,10 +130,12 @@ def jail_cells(
 ) -> list[dict[str, str]]:
     """The code the jail runs, in notebook order: instructor setup and the student's answers.
 
-    The instructor's imports of pgcheck and of the preload modules (``grader_only``) are left
-    out: neither is in the jail, and answers must not need them.
+    The instructor's imports of pgcheck, of the course library pgcourse (which imports
+    pgcheck) and of the preload modules (``grader_only``) are left out: none is in the jail,
+    and answers must not need them. Without them the rest of a setup cell still runs, so
+    what it defines after such an import (a seed, a dtype) is there for the answers.
     """
-    drop = {"pgcheck", *grader_only}
+    drop = {"pgcheck", "pgcourse", *grader_only}
     cells: list[dict[str, str]] = []
     for step in spec.steps:
         if step.kind == "answer":
