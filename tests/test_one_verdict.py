@@ -602,3 +602,30 @@ def test_names_after_the_course_library_import_are_defined_in_the_jail() -> None
     result = json.loads(run.stdout.splitlines()[-1])
     assert result["failed"] == []
     assert {"SEED", "DT", "rng"} <= set(result["names"])
+
+
+def test_a_name_the_jail_lacks_gets_a_hint_not_a_bare_name_error() -> None:
+    """An answer that uses what the notebook imported from pgcourse or pgcheck passes in the
+    learner's kernel and fails in the jail; the reason says why and what to change."""
+    from pgcheck.grading.grader import _Grading
+    from pgcheck.grading.records import Options, Submission
+
+    name = "06_baselines"
+    spec = parse_source(ROOT / "solutions" / name / f"{name}.ipynb")
+    student = Submission("learner", name, ROOT / "notebooks" / name / f"{name}.ipynb")
+    grading = _Grading(student, spec, Options(sandbox=False), slot=0)
+    assert grading.left_out["log_probs_of"] == "pgcourse"
+    assert grading.left_out["random_mdp"] == "pgcheck.problems"
+    hint = grading.explain("raised NameError: name 'log_probs_of' is not defined")
+    assert "`log_probs_of` from pgcourse" in hint and "answer cell" in hint, hint
+    other = "raised NameError: name 'undefined_thing' is not defined"
+    assert grading.explain(other) == other
+    # an answer cell that imports the course library itself: the reason names it
+    grading.cell_errors = [
+        {
+            "label": "answer cell value_baseline",
+            "error": "ModuleNotFoundError: No module named 'pgcourse'",
+        }
+    ]
+    reason = grading.missing_reason("value_loss")
+    assert reason.startswith("imports pgcourse in answer cell value_baseline"), reason

@@ -125,6 +125,10 @@ def defines(source: str, name: str) -> bool:
     return name in defined_names(source)
 
 
+#: packages the jail does not have: the answer key, and the course library that imports it
+JAIL_LACKS = ("pgcheck", "pgcourse")
+
+
 def jail_cells(
     spec: NotebookSpec, answers: dict[str, list[str]], grader_only: Sequence[str] = ()
 ) -> list[dict[str, str]]:
@@ -135,7 +139,7 @@ def jail_cells(
     and answers must not need them. Without them the rest of a setup cell still runs, so
     what it defines after such an import (a seed, a dtype) is there for the answers.
     """
-    drop = {"pgcheck", "pgcourse", *grader_only}
+    drop = {*JAIL_LACKS, *grader_only}
     cells: list[dict[str, str]] = []
     for step in spec.steps:
         if step.kind == "answer":
@@ -149,24 +153,48 @@ def jail_cells(
     return cells
 
 
+def _imports_only(node: ast.stmt, modules: set[str]) -> bool:
+    """Whether ``node`` is an import of ``modules`` alone (``import m`` or ``from m import``)."""
+    if isinstance(node, ast.Import):
+        return all(a.name.split(".")[0] in modules for a in node.names)
+    if isinstance(node, ast.ImportFrom):
+        return (node.module or "").split(".")[0] in modules
+    return False
+
+
 def _without_imports(source: str, modules: set[str]) -> str:
     """``source`` without its top-level imports of ``modules`` (unchanged if it has none)."""
     try:
         tree = ast.parse(source)
     except SyntaxError:
         return source
-
-    def grader_only(node: ast.stmt) -> bool:
-        if isinstance(node, ast.Import):
-            return all(a.name.split(".")[0] in modules for a in node.names)
-        if isinstance(node, ast.ImportFrom):
-            return (node.module or "").split(".")[0] in modules
-        return False
-
-    if not any(grader_only(n) for n in tree.body):
+    if not any(_imports_only(n, modules) for n in tree.body):
         return source
-    tree.body = [n for n in tree.body if not grader_only(n)]
+    tree.body = [n for n in tree.body if not _imports_only(n, modules)]
     return ast.unparse(tree)
+
+
+def left_out_names(spec: NotebookSpec, grader_only: Sequence[str] = ()) -> dict[str, str]:
+    """{name: module} of what the instructor's setup imports from the packages the jail lacks
+    (the names :func:`jail_cells` leaves undefined there), e.g. ``log_probs_of: pgcourse``."""
+    modules = {*JAIL_LACKS, *grader_only}
+    names: dict[str, str] = {}
+    for step in spec.steps:
+        for source in step.sources:
+            try:
+                body = ast.parse(source).body
+            except SyntaxError:
+                continue
+            for node in body:
+                if not _imports_only(node, modules):
+                    continue
+                if isinstance(node, ast.ImportFrom):
+                    for a in node.names:
+                        names.setdefault(a.asname or a.name, node.module or "")
+                elif isinstance(node, ast.Import):
+                    for a in node.names:
+                        names.setdefault(a.asname or a.name.split(".")[0], a.name)
+    return names
 
 
 # --------------------------------------------------------------------------- one notebook
@@ -179,6 +207,7 @@ class _Grading:
         self.answers, self.helpers = student_cells(self.data or b"")
         preloads = [Path(p).stem for p in options.preload]
         self.cells = jail_cells(spec, self.answers, preloads)
+        self.left_out = left_out_names(spec, preloads)  # imported by the setup, not in the jail
         self.functions = sorted(
             {t.function_name for t in spec.hidden}
             | {c.function_name for v in spec.visible for c in v.checks}
@@ -235,8 +264,12 @@ class _Grading:
     def missing_reason(self, name: str) -> str:
         own = [e for e in self.cell_errors if e["label"].startswith("answer cell")]
         for err in own:
-            if "pgcheck" in err["error"] and "ModuleNotFoundError" in err["error"]:
-                return f"imports pgcheck in {err['label']}: answers may not use pgcheck"
+            for module in JAIL_LACKS:
+                if f"'{module}" in err["error"] and "ModuleNotFoundError" in err["error"]:
+                    return (
+                        f"imports {module} in {err['label']}: answers may not use pgcheck "
+                        "or pgcourse"
+                    )
         if name in self.helpers:
             return (
                 f"`{name}` is defined in an unmarked {self.helpers[name]}, which is not "
@@ -251,12 +284,20 @@ class _Grading:
         return text
 
     def explain(self, message: str) -> str:
-        """Add the helper hint to a NameError of a name defined in an unmarked cell."""
+        """Add a hint to a NameError of a name the jail does not have: a helper defined in an
+        unmarked cell, or a name the notebook imports from pgcheck or pgcourse."""
         for name, where in self.helpers.items():
             if f"name '{name}' is not defined" in message:
                 return (
                     f"used an unmarked cell's helper `{name}` ({where}): move it into the "
                     f"answer cell. ({message})"
+                )
+        for name, module in self.left_out.items():
+            if f"name '{name}' is not defined" in message:
+                return (
+                    f"used `{name}` from {module}, which answers cannot use (the grader "
+                    f"loads neither pgcheck nor pgcourse): write what it does in the answer "
+                    f"cell. ({message})"
                 )
         return message
 
