@@ -5,23 +5,17 @@ from __future__ import annotations
 
 import ast
 import importlib
-import subprocess
 import sys
 from pathlib import Path
 
 import pgcheck
 from pgcheck.checks.registry import BUILT_IN, REGISTRY
 
+sys.path.insert(0, str(Path(__file__).parent / "fixtures"))
+
+from course_tools import fresh_interpreter  # noqa: E402
+
 ROOT = Path(pgcheck.__file__).parent
-
-
-def fresh_interpreter(code: str) -> str:
-    """What ``code`` prints in a new interpreter (so ``sys.modules`` starts empty)."""
-    run = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=False, timeout=60
-    )
-    assert run.returncode == 0, run.stderr
-    return run.stdout
 
 
 def _module_name(path: Path) -> str:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import ast
 import math
+import sys
 import textwrap
 from pathlib import Path
 
@@ -18,6 +19,10 @@ import torch.nn.functional as F
 import pgcheck
 import pgcheck.grading
 from pgcheck.grading.spec import nbgrader_meta, parse_source
+
+sys.path.insert(0, str(Path(__file__).parent / "fixtures"))
+
+from course_tools import fresh_interpreter  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SOURCES = sorted((ROOT / "solutions").glob("*/*.ipynb"))
@@ -532,7 +537,8 @@ def test_visible_hidden_and_feedback_agree(path, fn, visible, feedback, answer, 
 
 
 # ------------------------------------------------------------------ the jail's setup
-#: what the jail has not: pgcheck (the answer key) and pgcourse (which imports pgcheck)
+#: what the jail has not: pgcheck (the answer key) and pgcourse (which imports pgcheck); stated
+#: here rather than imported from the grader, so that the tests do not check it against itself
 JAIL_LACKS = ("pgcheck", "pgcourse")
 
 #: runs jail cells (JSON on stdin) where the packages named as arguments cannot be imported, as
@@ -585,21 +591,10 @@ def test_names_after_the_course_library_import_are_defined_in_the_jail() -> None
     """08's first cell imports pgcourse and then sets SEED and DT; run as the jail runs it
     (neither package importable), the setup fails on no import and defines both."""
     import json
-    import subprocess
-    import sys
 
     source = ROOT / "solutions" / "08_policy_gradient_theorem" / "08_policy_gradient_theorem.ipynb"
-    run = subprocess.run(
-        [sys.executable, "-c", _JAIL_LIKE, *JAIL_LACKS],
-        input=json.dumps(_jail_setup(source)),
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=120,
-        env={"MPLBACKEND": "Agg", "PATH": "/usr/bin:/bin"},
-    )
-    assert run.returncode == 0, run.stderr[-2000:]
-    result = json.loads(run.stdout.splitlines()[-1])
+    printed = fresh_interpreter(_JAIL_LIKE, *JAIL_LACKS, stdin=json.dumps(_jail_setup(source)))
+    result = json.loads(printed.splitlines()[-1])
     assert result["failed"] == []
     assert {"SEED", "DT", "rng"} <= set(result["names"])
 

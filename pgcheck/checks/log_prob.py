@@ -7,6 +7,7 @@ normalisation Σ_a π(a) = 1 (∫ p(a) da = 1), the gradient, and numerical stab
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -50,6 +51,13 @@ LOG_PROB_OPTIONS = ["policy", "timeout", "rtol", "atol", "require_grad", "seed"]
 HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
 
 
+def _fixed_or_drawn(
+    seed: int | None, fixed: torch.Tensor, draw: Callable[[], torch.Tensor]
+) -> torch.Tensor:
+    """The public tensor ``fixed`` when ``seed`` is None, else a fresh one from ``draw``."""
+    return fixed if seed is None else draw()
+
+
 def log_prob_instances(policy: str, seed: int | None = None) -> list[dict[str, Any]]:
     """The fixed test inputs of :func:`check_log_prob` (same on every call, from fixed seeds).
 
@@ -61,8 +69,7 @@ def log_prob_instances(policy: str, seed: int | None = None) -> list[dict[str, A
     """
     g = torch.Generator().manual_seed(instance_seed(2024_06, seed))
 
-    def fresh(fixed: torch.Tensor, draw: Callable[[], torch.Tensor]) -> torch.Tensor:
-        return fixed if seed is None else draw()
+    fresh = functools.partial(_fixed_or_drawn, seed)
 
     out: list[dict[str, Any]] = []
     if policy == "softmax":
@@ -195,11 +202,7 @@ def diag_gaussian_instances(seed: int | None = None) -> list[dict[str, Any]]:
     :func:`instance_seed`."""
     g = torch.Generator().manual_seed(instance_seed(2025_07, seed))
 
-    def fresh(fixed: torch.Tensor, draw: Callable[[], torch.Tensor]) -> torch.Tensor:
-        return fixed if seed is None else draw()
-
-    def uniform(low: float, high: float, *shape: int) -> torch.Tensor:
-        return low + (high - low) * torch.rand(*shape, generator=g, dtype=DTYPE)
+    fresh = functools.partial(_fixed_or_drawn, seed)
 
     mean = torch.randn(5, 3, generator=g, dtype=DTYPE) * 1.5
     std = 0.3 + 2.5 * torch.rand(5, 3, generator=g, dtype=DTYPE)
@@ -207,18 +210,23 @@ def diag_gaussian_instances(seed: int | None = None) -> list[dict[str, Any]]:
     mean2 = torch.randn(4, 2, generator=g, dtype=DTYPE)
     std2 = fresh(
         torch.tensor([[0.4, 1.9], [2.2, 0.6], [0.8, 3.0], [1.3, 0.35]], dtype=DTYPE),
-        lambda: uniform(0.3, 3.0, 4, 2),
+        lambda: torch.empty(4, 2, dtype=DTYPE).uniform_(0.3, 3.0, generator=g),
     )
     actions2 = mean2 + std2 * torch.randn(4, 2, generator=g, dtype=DTYPE)
     tail_mean = fresh(
-        torch.tensor([[0.5, -1.0], [3.0, 0.0]], dtype=DTYPE), lambda: uniform(-3.0, 3.0, 2, 2)
+        torch.tensor([[0.5, -1.0], [3.0, 0.0]], dtype=DTYPE),
+        lambda: torch.empty(2, 2, dtype=DTYPE).uniform_(-3.0, 3.0, generator=g),
     )
     tail_std = fresh(
-        torch.tensor([[0.1, 0.05], [2.0, 0.2]], dtype=DTYPE), lambda: uniform(0.05, 2.0, 2, 2)
+        torch.tensor([[0.1, 0.05], [2.0, 0.2]], dtype=DTYPE),
+        lambda: torch.empty(2, 2, dtype=DTYPE).uniform_(0.05, 2.0, generator=g),
     )
     distance = fresh(
         torch.tensor([[40.0, -45.0], [50.0, 42.0]], dtype=DTYPE),
-        lambda: uniform(40.0, 50.0, 2, 2) * torch.where(torch.rand(2, 2, generator=g) < 0.5, -1, 1),
+        lambda: (
+            torch.empty(2, 2, dtype=DTYPE).uniform_(40.0, 50.0, generator=g)
+            * torch.where(torch.rand(2, 2, generator=g) < 0.5, -1, 1)
+        ),
     )
     tails = tail_mean + tail_std * distance
     return [

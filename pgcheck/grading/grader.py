@@ -26,6 +26,7 @@ graded by :mod:`pgcheck.grading.pool`, on worker processes.
 from __future__ import annotations
 
 import ast
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -286,19 +287,19 @@ class _Grading:
     def explain(self, message: str) -> str:
         """Add a hint to a NameError of a name the jail does not have: a helper defined in an
         unmarked cell, or a name the notebook imports from pgcheck or pgcourse."""
-        for name, where in self.helpers.items():
-            if f"name '{name}' is not defined" in message:
-                return (
-                    f"used an unmarked cell's helper `{name}` ({where}): move it into the "
-                    f"answer cell. ({message})"
-                )
-        for name, module in self.left_out.items():
-            if f"name '{name}' is not defined" in message:
-                return (
-                    f"used `{name}` from {module}, which answers cannot use (the grader "
-                    f"loads neither pgcheck nor pgcourse): write what it does in the answer "
-                    f"cell. ({message})"
-                )
+        undefined = re.search(r"name '(\w+)' is not defined", message)
+        name = undefined.group(1) if undefined else ""
+        if name in self.helpers:
+            return (
+                f"used an unmarked cell's helper `{name}` ({self.helpers[name]}): move it into "
+                f"the answer cell. ({message})"
+            )
+        if name in self.left_out:
+            return (
+                f"used `{name}` from {self.left_out[name]}, which answers cannot use (the "
+                "grader loads neither pgcheck nor pgcourse): write what it does in the answer "
+                f"cell. ({message})"
+            )
         return message
 
 
