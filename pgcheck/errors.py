@@ -31,6 +31,7 @@ class ErrorKind(StrEnum):
     USAGE = "usage"  # the caller's mistake: an unknown or invalid option
     INTERNAL = "internal"  # pgcheck itself failed (a bug to report)
     RECURSION = "recursion"  # recursed without end (RecursionError)
+    NOT_SELF_CONTAINED = "not_self_contained"  # uses pgcheck or pgcourse, which grading lacks
 
 
 @dataclass

@@ -600,8 +600,8 @@ def test_names_after_the_course_library_import_are_defined_in_the_jail() -> None
 
 
 def test_a_name_the_jail_lacks_gets_a_hint_not_a_bare_name_error() -> None:
-    """An answer that uses what the notebook imported from pgcourse or pgcheck passes in the
-    learner's kernel and fails in the jail; the reason says why and what to change."""
+    """An answer that uses what the notebook imported from pgcourse or pgcheck fails in the
+    jail (and its instant feedback, below); the reason says why and what to change."""
     from pgcheck.grading.grader import _Grading
     from pgcheck.grading.records import Options, Submission
 
@@ -624,3 +624,95 @@ def test_a_name_the_jail_lacks_gets_a_hint_not_a_bare_name_error() -> None:
     ]
     reason = grading.missing_reason("value_loss")
     assert reason.startswith("imports pgcourse in answer cell value_baseline"), reason
+
+
+# ------------------------------------------------------------------ self-contained answers
+#: 05's reward-to-go through the helper the notebook imports from pgcheck.problems: right
+#: numbers, but the jail has no pgcheck
+BORROWING_RTG = "def reward_to_go(rewards, gamma):\n    return discounted_cumsum(rewards, gamma)\n"
+RTG_SOURCE = ROOT / "solutions" / "05_reward_to_go" / "05_reward_to_go.ipynb"
+
+
+def test_borrowed_names_follow_the_calls_and_ignore_attributes() -> None:
+    """What :func:`borrowed_names` reports: globals from pgcheck or pgcourse that a notebook
+    function loads, also through the notebook functions, methods, partials, lambdas and
+    closures it uses; never an attribute of the same name, never pgcheck's own functions."""
+    import functools
+
+    import pgcourse
+    from pgcheck.checks.self_contained import borrowed_names
+    from pgcheck.problems import discounted_cumsum
+
+    ns: dict[str, object] = {
+        "__name__": "__main__",
+        "torch": torch,
+        "pc": pgcourse,
+        "discounted_cumsum": discounted_cumsum,
+        "cumsum": discounted_cumsum,
+    }
+    code = """
+        def helper(r, g):
+            return discounted_cumsum(r, g)
+        def via_helper(r, g):
+            return helper(r, g)
+        def via_module(env, policy, rng):
+            return pc.collect_episode(env, policy, rng)
+        def attribute_only(r, g):
+            return torch.flip(r, [0]).cumsum(0)  # an attribute named like a borrowed global
+        def in_a_lambda(r, g):
+            return (lambda x: discounted_cumsum(x, g))(r)
+        class Agent:
+            def act(self, r, g):
+                return helper(r, g)
+        def closure():
+            inner = helper
+            def f(r, g):
+                return inner(r, g)
+            return f
+    """
+    exec(textwrap.dedent(code), ns)  # noqa: S102 - this file's own text
+    theirs = [("discounted_cumsum", "pgcheck")]
+    assert borrowed_names(ns["via_helper"]) == theirs
+    assert borrowed_names(ns["in_a_lambda"]) == theirs
+    assert borrowed_names(ns["Agent"]().act) == theirs  # type: ignore[operator]
+    assert borrowed_names(functools.partial(ns["helper"], g=0.9)) == theirs  # type: ignore[arg-type]
+    assert borrowed_names(ns["closure"]()) == theirs  # type: ignore[operator]
+    assert borrowed_names(ns["via_module"]) == [("pc", "pgcourse")]
+    assert borrowed_names(ns["attribute_only"]) == []
+    assert borrowed_names(discounted_cumsum) == []
+
+
+def test_an_answer_using_the_course_library_fails_its_feedback_as_it_fails_its_grade(
+    tmp_path: Path,
+) -> None:
+    """05's reward_to_go written as ``discounted_cumsum(rewards, gamma)``, the helper 05
+    imports from pgcheck: the numbers are right, but the grader's jail has no pgcheck. The
+    instant feedback, the visible test and the hidden test in the learner's kernel fail as
+    the trusted grade does, and each says which name to replace."""
+    from pgcheck.grading.pool import grade_notebook
+
+    ns: dict[str, object] = {"__name__": "__main__", "torch": torch, "pgcheck": pgcheck}
+    exec("from pgcheck.problems import discounted_cumsum", ns)  # noqa: S102 - as 05's setup
+    exec(BORROWING_RTG, ns)  # noqa: S102
+    report = pgcheck.check_returns(ns["reward_to_go"], kind="reward_to_go")
+    assert not report.passed and report.diagnosis == "not_self_contained", report
+    assert "`discounted_cumsum` (from pgcheck)" in report.message
+    assert "answer cell" in report.message
+    nb = nbformat.read(RTG_SOURCE, as_version=4)
+    cells = {nbgrader_meta(c).get("grade_id"): c for c in nb.cells}
+    with pytest.raises(AssertionError, match="discounted_cumsum"):
+        exec(cells["reward_to_go_visible"].source, dict(ns))  # noqa: S102
+    hidden = "\n".join(
+        line for line in cells["reward_to_go_hidden"].source.splitlines() if "###" not in line
+    )
+    with pytest.raises(AssertionError):
+        exec(hidden, dict(ns))  # noqa: S102
+    # the grade: the same answer in the notebook, graded by the trusted grader in its jail
+    cells["reward_to_go"].source = BORROWING_RTG
+    path = tmp_path / RTG_SOURCE.name
+    nbformat.write(nb, path)
+    grades = {g.grade_id: g for g in grade_notebook(RTG_SOURCE, path, jobs=1, timeout=30)}
+    for grade_id in ("reward_to_go_visible", "reward_to_go_hidden"):
+        assert grades[grade_id].score == 0, grades[grade_id]
+    assert "`discounted_cumsum` from pgcheck" in grades["reward_to_go_hidden"].message
+    assert grades["rtg_pseudo_loss_hidden"].score == grades["rtg_pseudo_loss_hidden"].points > 0

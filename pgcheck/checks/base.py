@@ -11,9 +11,10 @@ Every check ``check_X(fn, **options)`` is the composition
 
 An isolated grader runs ``measure`` next to the learner's code and ``judge`` in the trusted
 parent process. :func:`run_check` does the same on the learner's own machine: it validates
-the options shared by every check (:func:`validate_timeout`), runs ``measure`` in a forked
-child (:func:`pgcheck.sandbox.run_in_child`) and ``judge`` in the calling process.
-Below: the time budget, calling the learner, reading its output into plain
+the options shared by every check (:func:`validate_timeout`), refuses an answer that uses
+pgcheck or pgcourse, which grading lacks (:mod:`pgcheck.checks.self_contained`), runs
+``measure`` in a forked child (:func:`pgcheck.sandbox.run_in_child`) and ``judge`` in the
+calling process. Below: the time budget, calling the learner, reading its output into plain
 numbers, and the bits of a report every check has.
 """
 
@@ -28,6 +29,7 @@ from typing import Any, TypedDict
 import numpy as np
 import torch
 
+from pgcheck.checks.self_contained import borrowed_message, borrowed_names
 from pgcheck.errors import ErrorKind, MeasuredError, measured
 from pgcheck.report import Report
 from pgcheck.rules import Rule, decide, first_answer  # noqa: F401 - re-exported for the checks
@@ -89,6 +91,13 @@ def run_check(check: Check, fn: Callable[..., Any], **options: Any) -> Report:
             bad = validate_timeout(f"check_{check.name}", timeout)
             if bad is not None:
                 return Report.error(bad, check=check.name, diagnosis=ErrorKind.USAGE)
+            borrowed = borrowed_names(fn)
+            if borrowed:
+                return Report.error(
+                    borrowed_message(f"check_{check.name}", borrowed),
+                    check=check.name,
+                    diagnosis=ErrorKind.NOT_SELF_CONTAINED,
+                )
             if check.prepare is not None:
                 check.prepare(fn, **options)
             measurement = run_in_child(

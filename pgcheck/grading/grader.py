@@ -31,6 +31,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from pgcheck.checks.self_contained import NOT_IN_THE_JAIL
 from pgcheck.grading.jail import Jail, JailConfig, JailDied
 from pgcheck.grading.protocol import RemoteLoss, Session, remote_functions, start_session
 from pgcheck.grading.records import CellGrade, Options, Submission
@@ -127,7 +128,7 @@ def defines(source: str, name: str) -> bool:
 
 
 #: packages the jail does not have: the answer key, and the course library that imports it
-JAIL_LACKS = ("pgcheck", "pgcourse")
+JAIL_LACKS = NOT_IN_THE_JAIL
 
 
 def jail_cells(
