@@ -32,6 +32,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -163,6 +164,11 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
 def _open(page: Any, lab: dict[str, Any], relative: str) -> None:
     """Open a notebook and wait until its kernel has answered and is idle."""
     page.goto(f"{lab['url']}/lab/tree/{relative}?token={lab['token']}")
+    _wait_until_ready(page)
+
+
+def _wait_until_ready(page: Any) -> None:
+    """Wait until the open notebook's kernel has answered (language_info) and is idle."""
     page.wait_for_function(
         """() => {
             const app = window.jupyterapp;
@@ -187,9 +193,32 @@ def _dirty(page: Any) -> dict[str, Any]:
     )
 
 
+#: true once the kernel has started on the notebook's cells (a prompt shows a count)
+_STARTED = """() => [...document.querySelectorAll('.jp-InputPrompt')]
+    .some(p => /\\d/.test(p.textContent))"""
+
+
 def _run_all(page: Any) -> None:
-    """Run All and wait for the kernel to be idle with no cell left queued."""
-    page.evaluate("() => window.jupyterapp.commands.execute('notebook:run-all-cells')")
+    """Run All and wait for the kernel to be idle with no cell left queued.
+
+    The command is started, not awaited (its promise settles only when every cell has run,
+    and a wait without a time limit could hang the suite). Under load Lab once queued every
+    cell and never sent one to the kernel (kernel idle, prompts ``[*]``, for ten minutes);
+    so if no cell has started within 90 s, a screenshot is kept, the page is reloaded
+    (a new connection to the same kernel) and Run All is started once more.
+    """
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    run_all = "() => { window.jupyterapp.commands.execute('notebook:run-all-cells'); }"
+    page.evaluate(run_all)
+    try:
+        page.wait_for_function(_STARTED, timeout=90_000, polling=500)
+    except PlaywrightTimeout:
+        _screenshot(page, "run_all_stalled")
+        warnings.warn("Run All did not reach the kernel within 90 s: reloaded", stacklevel=2)
+        page.reload()
+        _wait_until_ready(page)
+        page.evaluate(run_all)
     page.wait_for_function(
         """() => {
             const w = window.jupyterapp.shell.currentWidget;

@@ -127,10 +127,6 @@ def defines(source: str, name: str) -> bool:
     return name in defined_names(source)
 
 
-#: packages the jail does not have: the answer key, and the course library that imports it
-JAIL_LACKS = NOT_IN_THE_JAIL
-
-
 def jail_cells(
     spec: NotebookSpec, answers: dict[str, list[str]], grader_only: Sequence[str] = ()
 ) -> list[dict[str, str]]:
@@ -141,7 +137,7 @@ def jail_cells(
     and answers must not need them. Without them the rest of a setup cell still runs, so
     what it defines after such an import (a seed, a dtype) is there for the answers.
     """
-    drop = {*JAIL_LACKS, *grader_only}
+    drop = {*NOT_IN_THE_JAIL, *grader_only}
     cells: list[dict[str, str]] = []
     for step in spec.steps:
         if step.kind == "answer":
@@ -179,7 +175,7 @@ def _without_imports(source: str, modules: set[str]) -> str:
 def left_out_names(spec: NotebookSpec, grader_only: Sequence[str] = ()) -> dict[str, str]:
     """{name: module} of what the instructor's setup imports from the packages the jail lacks
     (the names :func:`jail_cells` leaves undefined there), e.g. ``log_probs_of: pgcourse``."""
-    modules = {*JAIL_LACKS, *grader_only}
+    modules = {*NOT_IN_THE_JAIL, *grader_only}
     names: dict[str, str] = {}
     for step in spec.steps:
         for source in step.sources:
@@ -266,7 +262,7 @@ class _Grading:
     def missing_reason(self, name: str) -> str:
         own = [e for e in self.cell_errors if e["label"].startswith("answer cell")]
         for err in own:
-            for module in JAIL_LACKS:
+            for module in NOT_IN_THE_JAIL:
                 if f"'{module}" in err["error"] and "ModuleNotFoundError" in err["error"]:
                     return (
                         f"imports {module} in {err['label']}: answers may not use pgcheck "
