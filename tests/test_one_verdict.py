@@ -487,6 +487,14 @@ def test_every_graded_exercise_is_in_the_bank():
     assert len(EXERCISES) == len(BANK) + 1
 
 
+def _hidden_call(hidden) -> str:
+    """The hidden test's call, as nbgrader's kernel runs it."""
+    return (
+        f"pgcheck.grading.hidden_test({hidden.check!r}, {hidden.function_name!r}, "
+        f"**{hidden.options!r})"
+    )
+
+
 def _judges(answer: str, fn: str, visible: str, feedback: str, hidden) -> tuple[bool, bool, bool]:
     import gymnasium as gym
 
@@ -508,12 +516,8 @@ def _judges(answer: str, fn: str, visible: str, feedback: str, hidden) -> tuple[
         visible_ok = True
     except AssertionError:
         visible_ok = False
-    hidden_ns = dict(ns)
     try:
-        exec(  # noqa: S102
-            f"pgcheck.grading.hidden_test({hidden.check!r}, {fn!r}, **{hidden.options!r})",
-            hidden_ns,
-        )
+        exec(_hidden_call(hidden), dict(ns))  # noqa: S102
         hidden_ok = True
     except AssertionError:
         hidden_ok = False
@@ -702,11 +706,9 @@ def test_an_answer_using_the_course_library_fails_its_feedback_as_it_fails_its_g
     cells = {nbgrader_meta(c).get("grade_id"): c for c in nb.cells}
     with pytest.raises(AssertionError, match="discounted_cumsum"):
         exec(cells["reward_to_go_visible"].source, dict(ns))  # noqa: S102
-    hidden = "\n".join(
-        line for line in cells["reward_to_go_hidden"].source.splitlines() if "###" not in line
-    )
+    hidden = next(h for h in parse_source(RTG_SOURCE).hidden if h.function_name == "reward_to_go")
     with pytest.raises(AssertionError):
-        exec(hidden, dict(ns))  # noqa: S102
+        exec(_hidden_call(hidden), dict(ns))  # noqa: S102
     # the grade: the same answer in the notebook, graded by the trusted grader in its jail
     cells["reward_to_go"].source = BORROWING_RTG
     path = tmp_path / RTG_SOURCE.name
